@@ -1,0 +1,5 @@
+//! dotprod implementations of the `scalar/matmul.rs` family.
+//!
+//! Not vectorised yet: these entries run the scalar reference.
+
+pub(crate) use crate::scalar::matmul::{matmul_q80_q40, matmul_q80_q40_batch};

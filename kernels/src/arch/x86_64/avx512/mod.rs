@@ -1,0 +1,24 @@
+//! AVX-512 F/BW/VL for the two matmuls and attention; the other kernels are memory-bound or
+//! tiny, so they reuse the AVX2 code. [`TABLE_VNNI`] adds `vpdpbusd` for the Q80×Q40 block
+//! dots. Both tables are reachable only after the CPU check in `Impl::table`.
+
+pub(crate) mod attention;
+pub(crate) mod matmul;
+
+use super::avx2;
+use crate::dispatch::Table;
+
+pub(crate) static TABLE: Table = Table {
+    matmul_q80_q40: matmul::matmul_q80_q40,
+    matmul_q80_q40_batch: matmul::matmul_q80_q40_batch,
+    matmul_f32: matmul::matmul_f32,
+    matmul_f32_batch: matmul::matmul_f32_batch,
+    attention: attention::attention,
+    ..avx2::TABLE
+};
+
+pub(crate) static TABLE_VNNI: Table = Table {
+    matmul_q80_q40: matmul::matmul_q80_q40,
+    matmul_q80_q40_batch: matmul::matmul_q80_q40_batch,
+    ..TABLE
+};
