@@ -40,8 +40,9 @@
 //! - **SiLU**: `x / (1 + exp(0 − x))` with the exp rule above; **GELU**: the tanh form.
 //! - **Attention**: `score_t = dot8(q, K_t) / sqrtf(head_dim)`, softmax over `t = 0..=pos`,
 //!   then `y = fma(a_t, V_t, y)` for `t` in order from zero.
-//! - **RoPE**: `x0' = fma(x0, c, −(x1·s))`, `x1' = fma(x0, s, x1·c)` (llama pairs and falcon
-//!   halves alike); caches from [`math::powf`], [`math::cosf`], [`math::sinf`].
+//! - **RoPE**: llama pairs `x0' = x0·c − x1·s`, `x1' = x0·s + x1·c` (each product rounded);
+//!   falcon halves `x0' = fma(x0, c, −(x1·s))`, `x1' = fma(x0, s, x1·c)`; caches from
+//!   [`math::powf`], [`math::cosf`], [`math::sinf`].
 //! - **Merge-add**: F32 `y + x`; Q80 `fma(d, q, y)`. **Mul**, **scale**: one rounding each.
 //! - **MoE gate**: top-k by value (ties: lower index), optional normalisation by the in-order
 //!   sum of the chosen values.
