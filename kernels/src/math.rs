@@ -1,10 +1,17 @@
 //! Scalar arithmetic the numerical contract is written in: fused multiply-add, the 8-lane
 //! horizontal sum, the exp polynomial of the peer's x86 build, and our own `expf`, `powf`,
-//! `cosf`, `sinf` (deterministic on every platform, aiming at glibc's bits on x86-64).
+//! `cosf`, `sinf` (the same bits on every platform: those of glibc's x86-64 FMA build).
+
+#[path = "libm_glibc/mod.rs"]
+mod glibc;
 
 /// `a * b + c` with one rounding.
 #[inline]
 pub fn fma(a: f32, b: f32, c: f32) -> f32 {
+    // libm picks hardware FMA with `cpuid`, which Miri cannot run; std's is the same operation.
+    #[cfg(all(miri, feature = "std"))]
+    return a.mul_add(b, c);
+    #[cfg(not(all(miri, feature = "std")))]
     libm::fmaf(a, b, c)
 }
 
@@ -93,27 +100,35 @@ pub fn exp_poly(x: f32) -> f32 {
 }
 
 /// `e^x` in f32, used for the `len % 8` tail elements of softmax and SiLU.
+///
+/// Gives the bits of glibc's `expf` on x86-64 (its FMA build), on every target.
 #[inline]
 pub fn expf(x: f32) -> f32 {
-    libm::exp(x as f64) as f32
+    glibc::expf(x)
 }
 
 /// `x^y` in f32, used for RoPE frequencies.
+///
+/// Gives the bits of glibc's `powf` on x86-64 (its FMA build), on every target.
 #[inline]
 pub fn powf(x: f32, y: f32) -> f32 {
-    libm::pow(x as f64, y as f64) as f32
+    glibc::powf(x, y)
 }
 
-/// `cos x` in f32, used for the RoPE cache.
+/// `cos x` in f32 (`x` in radians), used for the RoPE cache.
+///
+/// Gives the bits of glibc's `cosf` on x86-64 (its FMA build), on every target.
 #[inline]
 pub fn cosf(x: f32) -> f32 {
-    libm::cos(x as f64) as f32
+    glibc::cosf(x)
 }
 
-/// `sin x` in f32, used for the RoPE cache.
+/// `sin x` in f32 (`x` in radians), used for the RoPE cache.
+///
+/// Gives the bits of glibc's `sinf` on x86-64 (its FMA build), on every target.
 #[inline]
 pub fn sinf(x: f32) -> f32 {
-    libm::sin(x as f64) as f32
+    glibc::sinf(x)
 }
 
 /// `tanh x` in f32, used by GELU (which the peer never runs; no bit contract with glibc).
@@ -125,5 +140,9 @@ pub fn tanhf(x: f32) -> f32 {
 /// Square root, correctly rounded (IEEE), as `sqrtss`.
 #[inline]
 pub fn sqrtf(x: f32) -> f32 {
+    // libm uses `sqrtss` through inline assembly, which Miri cannot run; std's is the same.
+    #[cfg(all(miri, feature = "std"))]
+    return x.sqrt();
+    #[cfg(not(all(miri, feature = "std")))]
     libm::sqrtf(x)
 }

@@ -39,7 +39,12 @@ fn force_and_reset() {
 fn expected_implementation_is_detected() {
     if let Ok(name) = std::env::var("AIRLLM_EXPECT_IMPL") {
         let want = Impl::from_name(&name).expect("AIRLLM_EXPECT_IMPL names no implementation");
-        assert_eq!(best(), want, "available: {:?}", available().collect::<Vec<_>>());
+        assert_eq!(
+            best(),
+            want,
+            "available: {:?}",
+            available().collect::<Vec<_>>()
+        );
     }
 }
 

@@ -56,8 +56,8 @@ impl FloatType {
             FloatType::Unknown => None,
             FloatType::F32 => n.checked_mul(4),
             FloatType::F16 => n.checked_mul(2),
-            FloatType::Q40 if n % 32 == 0 => (n / 32).checked_mul(18),
-            FloatType::Q80 if n % 32 == 0 => (n / 32).checked_mul(34),
+            FloatType::Q40 if n.is_multiple_of(32) => (n / 32).checked_mul(18),
+            FloatType::Q80 if n.is_multiple_of(32) => (n / 32).checked_mul(34),
             _ => None,
         }
     }

@@ -7,5 +7,12 @@
 //! One-way flow: the CLI (and later the network) at the edge; [`graph`] as plain data in the
 //! middle; `exec` and the kernels at the bottom.
 
+pub mod exec;
 pub mod float_type;
+pub mod graph;
+pub mod infer;
 pub mod model;
+pub mod net;
+pub mod sample;
+pub mod tokenizer;
+pub mod weights;

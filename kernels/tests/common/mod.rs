@@ -19,7 +19,7 @@ pub fn any_f32() -> impl Strategy<Value = f32> {
         6 => -4.0f32..4.0,
         1 => Just(0.0f32),
         1 => Just(-0.0f32),
-        1 => (1u32..0x007f_ffff).prop_map(|m| f32::from_bits(m)),
+        1 => (1u32..0x007f_ffff).prop_map(f32::from_bits),
         1 => (1u32..0x007f_ffff).prop_map(|m| -f32::from_bits(m)),
         1 => -1.0e30f32..1.0e30,
         1 => -1.0e-30f32..1.0e-30,
@@ -42,7 +42,7 @@ pub fn moderate_vec(len: usize) -> impl Strategy<Value = Vec<f32>> {
 /// A finite f16 scale's bits (no inf/NaN exponents).
 pub fn f16_scale() -> impl Strategy<Value = u16> {
     prop_oneof![
-        4 => (0u16..0x7c00).prop_map(|b| b | 0), // positive finite, denormals included
+        4 => 0u16..0x7c00, // positive finite, denormals included
         2 => (0u16..0x7c00).prop_map(|b| b | 0x8000),
         1 => Just(0u16),
     ]
@@ -51,7 +51,8 @@ pub fn f16_scale() -> impl Strategy<Value = u16> {
 /// `n` random Q40 blocks.
 pub fn q40_blocks(n: usize) -> impl Strategy<Value = Vec<BlockQ40>> {
     proptest::collection::vec(
-        (f16_scale(), proptest::array::uniform16(any::<u8>())).prop_map(|(d, qs)| BlockQ40 { d, qs }),
+        (f16_scale(), proptest::array::uniform16(any::<u8>()))
+            .prop_map(|(d, qs)| BlockQ40 { d, qs }),
         n,
     )
 }
@@ -59,7 +60,8 @@ pub fn q40_blocks(n: usize) -> impl Strategy<Value = Vec<BlockQ40>> {
 /// `n` random Q80 blocks (values in the full i8 range, −128 included).
 pub fn q80_blocks(n: usize) -> impl Strategy<Value = Vec<BlockQ80>> {
     proptest::collection::vec(
-        (f16_scale(), proptest::array::uniform32(any::<i8>())).prop_map(|(d, qs)| BlockQ80 { d, qs }),
+        (f16_scale(), proptest::array::uniform32(any::<i8>()))
+            .prop_map(|(d, qs)| BlockQ80 { d, qs }),
         n,
     )
 }

@@ -6,11 +6,11 @@ pub(crate) mod neon;
 /// The dot-product extension (`sdot`), at run time with `std`.
 #[inline]
 pub(crate) fn has_dotprod() -> bool {
-    #[cfg(feature = "std")]
+    #[cfg(all(feature = "std", not(miri)))]
     {
         std::arch::is_aarch64_feature_detected!("dotprod")
     }
-    #[cfg(not(feature = "std"))]
+    #[cfg(any(not(feature = "std"), miri))]
     {
         cfg!(target_feature = "dotprod")
     }

@@ -1,4 +1,7 @@
 //! x86-64: AVX2 (+FMA, F16C) and AVX-512 (F/BW/VL, optionally VNNI).
+//!
+//! Detection is at run time with `std`; without it, and under Miri (which cannot run `cpuid`),
+//! from the compile-time target features.
 
 pub(crate) mod avx2;
 pub(crate) mod avx512;
@@ -6,13 +9,13 @@ pub(crate) mod avx512;
 /// AVX2 + FMA + F16C, at run time with `std`, else from the compile-time target features.
 #[inline]
 pub(crate) fn has_avx2() -> bool {
-    #[cfg(feature = "std")]
+    #[cfg(all(feature = "std", not(miri)))]
     {
         std::is_x86_feature_detected!("avx2")
             && std::is_x86_feature_detected!("fma")
             && std::is_x86_feature_detected!("f16c")
     }
-    #[cfg(not(feature = "std"))]
+    #[cfg(any(not(feature = "std"), miri))]
     {
         cfg!(all(
             target_feature = "avx2",
@@ -25,14 +28,14 @@ pub(crate) fn has_avx2() -> bool {
 /// AVX-512 F/BW/VL on top of [`has_avx2`].
 #[inline]
 pub(crate) fn has_avx512() -> bool {
-    #[cfg(feature = "std")]
+    #[cfg(all(feature = "std", not(miri)))]
     {
         has_avx2()
             && std::is_x86_feature_detected!("avx512f")
             && std::is_x86_feature_detected!("avx512bw")
             && std::is_x86_feature_detected!("avx512vl")
     }
-    #[cfg(not(feature = "std"))]
+    #[cfg(any(not(feature = "std"), miri))]
     {
         has_avx2()
             && cfg!(all(
@@ -46,11 +49,11 @@ pub(crate) fn has_avx512() -> bool {
 /// AVX-512 VNNI on top of [`has_avx512`].
 #[inline]
 pub(crate) fn has_avx512vnni() -> bool {
-    #[cfg(feature = "std")]
+    #[cfg(all(feature = "std", not(miri)))]
     {
         has_avx512() && std::is_x86_feature_detected!("avx512vnni")
     }
-    #[cfg(not(feature = "std"))]
+    #[cfg(any(not(feature = "std"), miri))]
     {
         has_avx512() && cfg!(target_feature = "avx512vnni")
     }

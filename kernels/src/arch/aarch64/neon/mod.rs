@@ -1,14 +1,28 @@
 //! NEON (Advanced SIMD), which every aarch64 CPU has. [`TABLE`] is reachable only through
 //! `Impl::Neon.table()`.
 //!
-//! This module is compiled only where `neon` is a compile-time target feature, so the
-//! arithmetic intrinsics are safe to call; only loads and stores through pointers need
-//! `unsafe`, and they go through the array-typed helpers below, whose types carry the bounds.
+//! This module is compiled only where `neon` is a compile-time target feature. Its functions
+//! still carry `#[target_feature(enable = "neon")]`, which makes the arithmetic intrinsics safe
+//! to call inside them; the table entries are thin wrappers made by `neon_entries!`. Loads
+//! and stores through pointers go through the array-typed helpers below, whose types carry
+//! the bounds.
 //!
 //! The contract is the x86 build's arithmetic, not a natural NEON one: an x86 register of
 //! 8 floats is modelled as two `float32x4_t` (lanes 0–3 and 4–7), every multiply-add is fused
 //! (`vfmaq_f32`), rounding to integer is ties-to-even (`vcvtnq_s32_f32`), and reductions follow
 //! the peer's lane order ([`hsum8`]).
+
+/// Safe table entries `name(args)` calling the `#[target_feature(enable = "neon")]` function
+/// `imp(args)` of the same module.
+macro_rules! neon_entries {
+    ($(fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $imp:ident;)*) => {$(
+        pub(crate) fn $name($($arg: $ty),*) {
+            // SAFETY: this module is compiled only with `target_feature = "neon"` (see
+            // `arch/mod.rs`), so every CPU that runs this code has NEON.
+            unsafe { $imp($($arg),*) }
+        }
+    )*};
+}
 
 pub(crate) mod activation;
 pub(crate) mod attention;
@@ -51,28 +65,32 @@ pub(crate) static TABLE: Table = Table {
 };
 
 /// Four floats from an array.
-#[inline(always)]
+#[target_feature(enable = "neon")]
+#[inline]
 pub(super) fn ld4(a: &[f32; 4]) -> float32x4_t {
     // SAFETY: `a` is 4 readable floats; `vld1q_f32` needs only element alignment.
     unsafe { vld1q_f32(a.as_ptr()) }
 }
 
 /// Four floats into an array.
-#[inline(always)]
+#[target_feature(enable = "neon")]
+#[inline]
 pub(super) fn st4(a: &mut [f32; 4], v: float32x4_t) {
     // SAFETY: `a` is 4 writable floats; `vst1q_f32` needs only element alignment.
     unsafe { vst1q_f32(a.as_mut_ptr(), v) }
 }
 
 /// One x86 register of 8 floats: lanes 0–3 and lanes 4–7.
-#[inline(always)]
+#[target_feature(enable = "neon")]
+#[inline]
 pub(super) fn ld8(a: &[f32; 8]) -> (float32x4_t, float32x4_t) {
     let (lo, hi) = a.split_at(4);
     (ld4(lo.try_into().unwrap()), ld4(hi.try_into().unwrap()))
 }
 
 /// Stores 8 floats given as lanes 0–3 and 4–7.
-#[inline(always)]
+#[target_feature(enable = "neon")]
+#[inline]
 pub(super) fn st8(a: &mut [f32; 8], lo: float32x4_t, hi: float32x4_t) {
     let (l, h) = a.split_at_mut(4);
     st4(l.try_into().unwrap(), lo);
@@ -81,7 +99,8 @@ pub(super) fn st8(a: &mut [f32; 8], lo: float32x4_t, hi: float32x4_t) {
 
 /// The peer's 8-lane horizontal sum, `((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))`, of lanes 0–3
 /// in `lo` and 4–7 in `hi`.
-#[inline(always)]
+#[target_feature(enable = "neon")]
+#[inline]
 pub(super) fn hsum8(lo: float32x4_t, hi: float32x4_t) -> f32 {
     // s = [l0+l4, l1+l5, l2+l6, l3+l7]; t = [s0+s2, s1+s3]; t0 + t1.
     let s = vaddq_f32(lo, hi);
@@ -91,7 +110,8 @@ pub(super) fn hsum8(lo: float32x4_t, hi: float32x4_t) -> f32 {
 
 /// [`math::dot8`]: element `i` fused into lane `i mod 8`, reduced with [`hsum8`]. The
 /// `len mod 8` tail goes into the same lanes one element at a time, as the reference does.
-#[inline(always)]
+#[target_feature(enable = "neon")]
+#[inline]
 pub(super) fn dot8(a: &[f32], b: &[f32]) -> f32 {
     let (ac, at) = a.as_chunks::<8>();
     let (bc, bt) = b.as_chunks::<8>();
@@ -110,7 +130,8 @@ pub(super) fn dot8(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Finishes a [`dot8`] whose last `a.len() < 8` elements did not fill a register.
-#[inline(always)]
+#[target_feature(enable = "neon")]
+#[inline]
 pub(super) fn lanes_tail_hsum(lo: float32x4_t, hi: float32x4_t, a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     st8(&mut lanes, lo, hi);
@@ -122,7 +143,8 @@ pub(super) fn lanes_tail_hsum(lo: float32x4_t, hi: float32x4_t, a: &[f32], b: &[
 
 /// [`math::exp_poly`] on four lanes: the same clamp, `n = rint(x·log2 e)` (ties to even), the
 /// same fused polynomial steps and the same `2^n` exponent bits.
-#[inline(always)]
+#[target_feature(enable = "neon")]
+#[inline]
 pub(super) fn exp_poly(x: float32x4_t) -> float32x4_t {
     // maxps/minps and FMAX/FMIN agree on all non-NaN inputs (signed zeros cannot reach here
     // as a tie: the bounds are ±88).
@@ -141,7 +163,8 @@ pub(super) fn exp_poly(x: float32x4_t) -> float32x4_t {
 }
 
 /// The 32 values of a Q80 block as exact floats, in element order, four per register.
-#[inline(always)]
+#[target_feature(enable = "neon")]
+#[inline]
 pub(super) fn q80_to_f32(qs: &[i8; QK]) -> [float32x4_t; 8] {
     // SAFETY: `qs` is 32 readable bytes; the two loads read bytes 0..16 and 16..32.
     let (a, b) = unsafe { (vld1q_s8(qs.as_ptr()), vld1q_s8(qs.as_ptr().add(16))) };

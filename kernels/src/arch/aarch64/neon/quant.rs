@@ -6,9 +6,16 @@ use super::{q80_to_f32, st4};
 use crate::block::{f16_to_f32, f32_to_f16, BlockQ40, BlockQ80, QK};
 use crate::scalar::quant::q80_scale;
 
+neon_entries! {
+    fn quantize_q80(x: &[f32], out: &mut [BlockQ80]) => quantize_q80_neon;
+    fn dequantize_q80(x: &[BlockQ80], out: &mut [f32]) => dequantize_q80_neon;
+    fn dequantize_q40(x: &[BlockQ40], out: &mut [f32]) => dequantize_q40_neon;
+}
+
 /// Q80 blocks of 32 floats. `amax` is a plain maximum of magnitudes (for non-NaN input every
 /// reduction order gives the same value), `q = rint(x·id)` ties-to-even, low byte kept.
-pub(crate) fn quantize_q80(x: &[f32], out: &mut [BlockQ80]) {
+#[target_feature(enable = "neon")]
+fn quantize_q80_neon(x: &[f32], out: &mut [BlockQ80]) {
     let (chunks, _) = x.as_chunks::<QK>();
     for (b, xs) in out.iter_mut().zip(chunks) {
         let (v, _) = xs.as_chunks::<4>();
@@ -25,7 +32,10 @@ pub(crate) fn quantize_q80(x: &[f32], out: &mut [BlockQ80]) {
         let limit = vdupq_n_f32(2_147_483_648.0);
         let q: [int32x4_t; 8] = core::array::from_fn(|i| {
             let p = vmulq_n_f32(v[i], id);
-            vbicq_s32(vcvtnq_s32_f32(p), vreinterpretq_s32_u32(vcgeq_f32(p, limit)))
+            vbicq_s32(
+                vcvtnq_s32_f32(p),
+                vreinterpretq_s32_u32(vcgeq_f32(p, limit)),
+            )
         });
         // Truncating narrows keep the low byte, as the reference's `as i8`.
         let h: [int16x8_t; 4] =
@@ -41,7 +51,8 @@ pub(crate) fn quantize_q80(x: &[f32], out: &mut [BlockQ80]) {
 }
 
 /// `q · d` per element.
-pub(crate) fn dequantize_q80(x: &[BlockQ80], out: &mut [f32]) {
+#[target_feature(enable = "neon")]
+fn dequantize_q80_neon(x: &[BlockQ80], out: &mut [f32]) {
     let (chunks, _) = out.as_chunks_mut::<QK>();
     for (b, ys) in x.iter().zip(chunks) {
         let d = f16_to_f32(b.d);
@@ -54,7 +65,8 @@ pub(crate) fn dequantize_q80(x: &[BlockQ80], out: &mut [f32]) {
 }
 
 /// `(nibble − 8) · d`; low nibbles are elements 0..16, high nibbles 16..32.
-pub(crate) fn dequantize_q40(x: &[BlockQ40], out: &mut [f32]) {
+#[target_feature(enable = "neon")]
+fn dequantize_q40_neon(x: &[BlockQ40], out: &mut [f32]) {
     let (chunks, _) = out.as_chunks_mut::<QK>();
     for (b, ys) in x.iter().zip(chunks) {
         let d = f16_to_f32(b.d);
@@ -76,8 +88,9 @@ pub(crate) fn dequantize_q40(x: &[BlockQ40], out: &mut [f32]) {
 }
 
 /// The signed values (−8..=7) of a Q40 block: elements 0..16 and 16..32.
-#[inline(always)]
-pub(super) fn q40_nibbles(qs: &[u8; QK / 2]) -> (int8x16_t, int8x16_t) {
+#[target_feature(enable = "neon")]
+#[inline]
+pub(in crate::arch::aarch64) fn q40_nibbles(qs: &[u8; QK / 2]) -> (int8x16_t, int8x16_t) {
     // SAFETY: `qs` is 16 readable bytes.
     let w = unsafe { vld1q_u8(qs.as_ptr()) };
     let eight = vdupq_n_s8(8);

@@ -1,5 +1,137 @@
-//! avx2 implementations of the `scalar/quant.rs` family.
+//! AVX2 + FMA + F16C implementations of the `scalar/quant.rs` family.
 //!
-//! Not vectorised yet: these entries run the scalar reference.
+//! Q80 quantisation keeps the reference's exact steps: the absolute maximum in 8 `maxps` lanes
+//! reduced in the same order, `d = amax / 127` and `id = 1 / d` in scalar f32, `cvtps2dq`
+//! (round to nearest even under the default MXCSR) and the low byte of each result, and the
+//! F16C conversion of `d` with round-to-nearest-even.
 
-pub(crate) use crate::scalar::quant::{dequantize_q40, dequantize_q80, quantize_q40, quantize_q80};
+use core::arch::x86_64::*;
+
+use crate::block::{BlockQ80, QK};
+
+/// F32 → Q40 stays the scalar reference: it is the model writer's encoder, run once per
+/// weight file and never on the per-token path, so it gains nothing from vectorising.
+pub(crate) use crate::scalar::quant::quantize_q40;
+
+use crate::block::BlockQ40;
+
+/// Largest |x| of 32 floats with the reference's lane order (see `scalar::quant::q80_amax`):
+/// `maxps(lane, |v|)` per lane, then lanes 4..8 against 0..4, 2..4 against 0..2, 1 against 0.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn amax32(v: &[__m256; 4]) -> f32 {
+    let sign = _mm256_set1_ps(-0.0);
+    let mut m = _mm256_setzero_ps();
+    for &vi in v {
+        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, vi));
+    }
+    let m4 = _mm_max_ps(_mm256_extractf128_ps::<1>(m), _mm256_castps256_ps128(m));
+    let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    _mm_cvtss_f32(_mm_max_ss(m2, _mm_movehdup_ps(m2)))
+}
+
+/// binary16 bits of `v`, rounded to nearest even (F16C immediate 0), as `block::f32_to_f16`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn f16_bits(v: f32) -> u16 {
+    _mm_extract_epi16::<0>(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(v))) as u16
+}
+
+/// f32 value of binary16 bits (exact), as `block::f16_to_f32`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn f16_value(bits: u16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+pub(crate) fn quantize_q80(x: &[f32], out: &mut [BlockQ80]) {
+    // SAFETY: `avx2::TABLE` (and the AVX-512 tables built on it) are only handed out by
+    // `Impl::table` after the CPU check for AVX2, FMA and F16C.
+    unsafe { quantize_q80_avx2(x, out) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quantize_q80_avx2(x: &[f32], out: &mut [BlockQ80]) {
+    let low_byte = _mm256_set1_epi32(0xFF);
+    // `packus` works per 128-bit lane; this puts the four dword groups back in element order.
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (b, xs) in out.iter_mut().zip(x.chunks_exact(QK)) {
+        let p = xs.as_ptr();
+        // SAFETY: `xs` holds exactly 32 floats.
+        let v = unsafe {
+            [
+                _mm256_loadu_ps(p),
+                _mm256_loadu_ps(p.add(8)),
+                _mm256_loadu_ps(p.add(16)),
+                _mm256_loadu_ps(p.add(24)),
+            ]
+        };
+        let d = amax32(&v) / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        b.d = f16_bits(d);
+        let idv = _mm256_set1_ps(id);
+        // The low byte of each `cvtps2dq` result, as the reference keeps it (no saturation):
+        // masked to 0..=255, both unsigned packs are exact.
+        let q = |vi: __m256| _mm256_and_si256(_mm256_cvtps_epi32(_mm256_mul_ps(vi, idv)), low_byte);
+        let lo = _mm256_packus_epi32(q(v[0]), q(v[1]));
+        let hi = _mm256_packus_epi32(q(v[2]), q(v[3]));
+        let bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(lo, hi), order);
+        // SAFETY: `qs` is 32 bytes; unaligned store.
+        unsafe { _mm256_storeu_si256(b.qs.as_mut_ptr().cast(), bytes) };
+    }
+}
+
+pub(crate) fn dequantize_q80(x: &[BlockQ80], out: &mut [f32]) {
+    // SAFETY: reachable only through tables handed out after the AVX2/FMA/F16C CPU check.
+    unsafe { dequantize_q80_avx2(x, out) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dequantize_q80_avx2(x: &[BlockQ80], out: &mut [f32]) {
+    for (b, ys) in x.iter().zip(out.chunks_exact_mut(QK)) {
+        let d = _mm256_set1_ps(f16_value(b.d));
+        let q = b.qs.as_ptr();
+        let y = ys.as_mut_ptr();
+        for k in 0..4 {
+            // SAFETY: `k * 8 + 8 <= 32` bytes of `qs` are read and as many floats of `ys`
+            // written.
+            unsafe {
+                let i = _mm_loadl_epi64(q.add(8 * k).cast());
+                let f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(i));
+                _mm256_storeu_ps(y.add(8 * k), _mm256_mul_ps(f, d));
+            }
+        }
+    }
+}
+
+pub(crate) fn dequantize_q40(x: &[BlockQ40], out: &mut [f32]) {
+    // SAFETY: reachable only through tables handed out after the AVX2/FMA/F16C CPU check.
+    unsafe { dequantize_q40_avx2(x, out) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dequantize_q40_avx2(x: &[BlockQ40], out: &mut [f32]) {
+    let mask = _mm_set1_epi8(0x0F);
+    let eight = _mm_set1_epi8(8);
+    for (b, ys) in x.iter().zip(out.chunks_exact_mut(QK)) {
+        let d = _mm256_set1_ps(f16_value(b.d));
+        // SAFETY: `qs` is 16 bytes.
+        let raw = unsafe { _mm_loadu_si128(b.qs.as_ptr().cast()) };
+        let lo = _mm_sub_epi8(_mm_and_si128(raw, mask), eight);
+        let hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16::<4>(raw), mask), eight);
+        let y = ys.as_mut_ptr();
+        for (k, half) in [
+            lo,
+            _mm_unpackhi_epi64(lo, lo),
+            hi,
+            _mm_unpackhi_epi64(hi, hi),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(half));
+            // SAFETY: `ys` holds 32 floats; `k * 8 + 8 <= 32`.
+            unsafe { _mm256_storeu_ps(y.add(8 * k), _mm256_mul_ps(f, d)) };
+        }
+    }
+}

@@ -1,7 +1,488 @@
-//! avx512 implementations of the `scalar/matmul.rs` family.
+//! AVX-512 F/BW/VL (and VNNI) Q80 × Q40 matmuls; the F32 matmuls reuse AVX2.
 //!
-//! Not vectorised yet: these entries run the scalar reference.
+//! The F32 contract puts element `i` into lane `i mod 8` of one accumulator per output, so a
+//! 16-lane register cannot hold a single row's sum; the F32 matmuls stream at memory speed with
+//! AVX2 and are shared from there.
+//!
+//! Q80 × Q40, single vector: eight rows × four blocks per step. Each row's 72 bytes of weights
+//! are read by three loads placed so that every block's 16 nibble bytes start on a dword, and
+//! one `vpermt2d` gathers the four blocks' nibbles into one register; the nibbles are used as
+//! unsigned bytes `0..=15` against the signed activations (`vpdpbusd`, or `vpmaddubsw` +
+//! `vpmaddwd` without VNNI), leaving four partial sums per block. A shuffle tree sums the
+//! partials of four rows into one register laid out `[block k: rows 0..4]`, `8 · Σx` is
+//! subtracted (the unsigned-nibble offset), and the f16 scales of the same rows come out of
+//! the loaded weights by dword permutes in the same layout, widened to f32 by bit moves (exact,
+//! with the activation scale pre-multiplied by 2^112; this relies on the default MXCSR, no
+//! denormals-are-zero, as every kernel here does). One FMA per block then updates the
+//! eight row accumulators, blocks in order. All integer sums stay far inside their types (at
+//! most `32 · 15 · 128` per block), so the block dots are exact.
+//!
+//! Batch: activations transposed to one 32-bit lane per batch vector (see
+//! [`avx2::matmul::prepare_batch`]); each unpacked weight block is broadcast four bytes at a
+//! time against sixteen vectors, and the block dots come out lane-per-vector with no reduction.
 
-pub(crate) use crate::scalar::matmul::{
-    matmul_f32, matmul_f32_batch, matmul_q80_q40, matmul_q80_q40_batch,
-};
+use core::arch::x86_64::*;
+
+pub(crate) use super::super::avx2::matmul::{matmul_f32, matmul_f32_batch};
+
+use super::super::avx2;
+use crate::block::{BlockQ40, BlockQ80};
+use crate::scalar::matmul::block_dot;
+use avx2::matmul::{nibbles, prefetch_next_pass, q80_correction, BatchX, BCHUNK, MAX_BATCH};
+use avx2::quant::f16_value;
+
+/// Blocks of `x` prepared per pass (a multiple of 4; stack: 64 bytes per block).
+const CHUNK: usize = 256;
+/// Groups of four blocks per pass.
+const GROUPS: usize = CHUNK / 4;
+/// Bytes of one row's four-block group.
+const GROUP_BYTES: usize = 4 * core::mem::size_of::<BlockQ40>();
+/// Software prefetch distance in each row's weight stream, bytes.
+const PREFETCH: usize = 1152;
+/// `2^112`: rebases an f16 whose bits were shifted into f32 position (see the scale path).
+const TWO_POW_112: f32 = 5.192_297e33;
+const _: () = assert!(TWO_POW_112 == (1u128 << 112) as f32);
+
+/// Rows ahead whose weights the batched kernel prefetches.
+const BATCH_PREFETCH_ROWS: usize = 4;
+
+/// Vector groups of 16 in the largest batch.
+const G16: usize = MAX_BATCH / 16;
+
+type BatchX16 = BatchX<__m512i, { BCHUNK * G16 * 8 }, { BCHUNK * G16 }>;
+
+/// One pass's activations, per group of four blocks `k = 0..4`: `lo`/`hi` hold
+/// `[block k: qs[0..16]]` / `[block k: qs[16..32]]`, `sx` and `cx` hold
+/// `[block k: f32(dX)·2^112 ×4]` and `[block k: 8·Σx ×4]`.
+struct Prep {
+    lo: [__m512i; GROUPS],
+    hi: [__m512i; GROUPS],
+    sx: [__m512; GROUPS],
+    cx: [__m512i; GROUPS],
+}
+
+/// `[a b c d]` per 128-bit lane: the sums of the four 32-bit partials of `a`..`d` in each lane.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+fn reduce4(a: __m512i, b: __m512i, c: __m512i, d: __m512i) -> __m512i {
+    let ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    let cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+    _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd))
+}
+
+/// The upper 256 bits of a float vector (AVX-512F only, no DQ).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+fn high256(v: __m512) -> __m256 {
+    _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))
+}
+
+/// Fills `p` for the `groups` full four-block groups of `x`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+fn prepare(p: &mut Prep, x: &[BlockQ80], groups: usize) {
+    for g in 0..groups {
+        let xs = &x[4 * g..4 * g + 4];
+        let (mut lo, mut hi) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+        let (mut s, mut c) = ([0.0f32; 16], [0i32; 16]);
+        for (k, xb) in xs.iter().enumerate() {
+            // SAFETY: `qs` is 32 bytes.
+            let (l, h) = unsafe {
+                (
+                    _mm_loadu_si128(xb.qs.as_ptr().cast()),
+                    _mm_loadu_si128(xb.qs.as_ptr().add(16).cast()),
+                )
+            };
+            (lo, hi) = match k {
+                0 => (
+                    _mm512_inserti32x4::<0>(lo, l),
+                    _mm512_inserti32x4::<0>(hi, h),
+                ),
+                1 => (
+                    _mm512_inserti32x4::<1>(lo, l),
+                    _mm512_inserti32x4::<1>(hi, h),
+                ),
+                2 => (
+                    _mm512_inserti32x4::<2>(lo, l),
+                    _mm512_inserti32x4::<2>(hi, h),
+                ),
+                _ => (
+                    _mm512_inserti32x4::<3>(lo, l),
+                    _mm512_inserti32x4::<3>(hi, h),
+                ),
+            };
+            // Exact: |dX| ≤ 65504 keeps `dX · 2^112` below f32::MAX.
+            s[4 * k..4 * k + 4].fill(f16_value(xb.d) * TWO_POW_112);
+            c[4 * k..4 * k + 4].fill(q80_correction(xb));
+        }
+        p.lo[g] = lo;
+        p.hi[g] = hi;
+        // SAFETY: both arrays are 16 elements.
+        unsafe {
+            p.sx[g] = _mm512_loadu_ps(s.as_ptr());
+            p.cx[g] = _mm512_loadu_si512(c.as_ptr().cast());
+        }
+    }
+}
+
+/// Fills `bx` for blocks `c0..c0+cn` of the `b` vectors of `x` (`nb` blocks each), sixteen
+/// vectors per group (see `avx2::matmul::BatchX`), by gathering each 4-byte column of a block
+/// across the vectors. Lanes past the last vector repeat it; their results are never stored.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+fn prepare_batch16(bx: &mut BatchX16, x: &[BlockQ80], nb: usize, b: usize, c0: usize, cn: usize) {
+    let groups = b.div_ceil(16);
+    assert!(b >= 1 && groups <= G16 && cn <= BCHUNK && c0 + cn <= nb && x.len() >= b * nb);
+    assert!(b * nb * core::mem::size_of::<BlockQ80>() <= i32::MAX as usize);
+    let stride = (nb * core::mem::size_of::<BlockQ80>()) as i32;
+    let ones8 = _mm512_set1_epi8(1);
+    let ones16 = _mm512_set1_epi16(1);
+    for g in 0..groups {
+        let offs: [i32; 16] = core::array::from_fn(|l| (g * 16 + l).min(b - 1) as i32 * stride);
+        // SAFETY: `offs` is 16 i32.
+        let idx = unsafe { _mm512_loadu_si512(offs.as_ptr().cast()) };
+        for j in 0..cn {
+            let base = x[c0 + j..].as_ptr().cast::<u8>();
+            let sv = j * G16 + g;
+            let mut s16 = _mm512_setzero_si512();
+            for k in 0..8 {
+                // SAFETY: every offset in `idx` is the start of a vector inside `x` (asserted),
+                // so bytes `2 + 4k .. 6 + 4k ≤ 34` of block `c0 + j` of each vector are read.
+                let col = unsafe { _mm512_i32gather_epi32::<1>(idx, base.add(2 + 4 * k).cast()) };
+                bx.xt[sv * 8 + k] = col;
+                s16 = _mm512_add_epi16(s16, _mm512_maddubs_epi16(ones8, col));
+            }
+            bx.corr[sv] = _mm512_slli_epi32::<3>(_mm512_madd_epi16(s16, ones16));
+            // SAFETY: as above, bytes 0..4 (the scale and two values) of each block.
+            let d = unsafe { _mm512_i32gather_epi32::<1>(idx, base.cast()) };
+            bx.dx[sv] = _mm512_castps_si512(_mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)));
+        }
+    }
+}
+
+/// `fma(block_dot, dW·dX, acc)` for one row and block, with the hardware FMA.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+fn step_one(acc: f32, wb: &BlockQ40, xb: &BlockQ80) -> f32 {
+    let s = f16_value(wb.d) * f16_value(xb.d);
+    let r = _mm_fmadd_ss(
+        _mm_set_ss(block_dot(wb, xb) as f32),
+        _mm_set_ss(s),
+        _mm_set_ss(acc),
+    );
+    _mm_cvtss_f32(r)
+}
+
+/// Generates the single-vector and batched Q80 × Q40 kernels for one feature set; `$dot`
+/// computes `[block k: 4 partial sums]` of unsigned nibbles against activations, and
+/// `$bdot` the lane-per-vector block dot of a broadcast weight block.
+macro_rules! q80_q40_kernels {
+    ($feat:literal, $single:ident, $single_tf:ident, $batch:ident, $batch_tf:ident,
+     $dot:ident, $bdot:ident) => {
+        pub(crate) fn $single(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40]) {
+            // SAFETY: this entry is only in the AVX-512 table for its feature set, which
+            // `Impl::table` hands out after the CPU check for exactly these features.
+            unsafe { $single_tf(out, x, w) }
+        }
+
+        #[target_feature(enable = $feat)]
+        fn $single_tf(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40]) {
+            let nb = x.len();
+            let rows = out.len();
+            if nb == 0 || rows == 0 {
+                out.fill(0.0);
+                return;
+            }
+            assert!(w.len() >= rows * nb, "weights shorter than rows × blocks");
+            let mut p = Prep {
+                lo: [_mm512_setzero_si512(); GROUPS],
+                hi: [_mm512_setzero_si512(); GROUPS],
+                sx: [_mm512_setzero_ps(); GROUPS],
+                cx: [_mm512_setzero_si512(); GROUPS],
+            };
+            // Nibbles: from a load at byte 2 of the group, dwords 0..4 and 9..13 are blocks 0
+            // and 2; from one at byte 20, the same dwords are blocks 1 and 3.
+            let nib_idx =
+                _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 9, 10, 11, 12, 25, 26, 27, 28);
+            // Scales: block k's f16 is in dword 0, 4, 9, 13 of the group (low, high, low, high
+            // half). Rows a / b go to dwords 4k / 4k+1, rows c / d to 4k+2 / 4k+3.
+            let sc_ab = _mm512_setr_epi32(0, 16, 0, 0, 4, 20, 0, 0, 9, 25, 0, 0, 13, 29, 0, 0);
+            let sc_cd = _mm512_setr_epi32(0, 0, 0, 16, 0, 0, 4, 20, 0, 0, 9, 25, 0, 0, 13, 29);
+            let sc_shift =
+                _mm512_setr_epi32(16, 16, 16, 16, 0, 0, 0, 0, 16, 16, 16, 16, 0, 0, 0, 0);
+            // [rows 0..4 | rows 4..8] of block 0 and 1, then of blocks 2 and 3.
+            let blk01 = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+            let blk23 =
+                _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+            let mut c0 = 0;
+            while c0 < nb {
+                let cn = CHUNK.min(nb - c0);
+                let ng = cn / 4;
+                prepare(&mut p, &x[c0..c0 + cn], ng);
+                let mut r0 = 0;
+                while r0 < rows {
+                    let live = 8.min(rows - r0);
+                    // Short groups repeat their last row; the copies are computed and dropped.
+                    let rowp: [*const u8; 8] = core::array::from_fn(|i| {
+                        w[(r0 + i.min(live - 1)) * nb + c0..].as_ptr().cast::<u8>()
+                    });
+                    let mut acc = if c0 == 0 {
+                        _mm256_setzero_ps()
+                    } else {
+                        let mut a = [0.0f32; 8];
+                        a[..live].copy_from_slice(&out[r0..r0 + live]);
+                        // SAFETY: `a` is 8 floats.
+                        unsafe { _mm256_loadu_ps(a.as_ptr()) }
+                    };
+                    for g in 0..ng {
+                        let off = g * GROUP_BYTES;
+                        // SAFETY: each row has `cn ≥ 4g + 4` blocks from `c0`, so bytes
+                        // `off..off + 72` of every row pointer are inside `w`: the loads read
+                        // `off+2..off+66`, `off+20..off+72` (masked) and `off..off+64`.
+                        // Prefetches never fault.
+                        let (lx, ly, lz) = unsafe {
+                            for &r in &rowp {
+                                let a = r.wrapping_add(off + PREFETCH);
+                                _mm_prefetch::<_MM_HINT_T0>(a.cast());
+                                _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(64).cast());
+                            }
+                            let lx: [__m512i; 8] = core::array::from_fn(|i| {
+                                _mm512_loadu_si512(rowp[i].add(off + 2).cast())
+                            });
+                            // Dwords 0..13 of a load at byte 20 end at byte 72, the group's end;
+                            // the masked-off rest is not read.
+                            let ly: [__m512i; 8] = core::array::from_fn(|i| {
+                                _mm512_maskz_loadu_epi32(0x1FFF, rowp[i].add(off + 20).cast())
+                            });
+                            let lz: [__m512i; 8] = core::array::from_fn(|i| {
+                                _mm512_loadu_si512(rowp[i].add(off).cast())
+                            });
+                            (lx, ly, lz)
+                        };
+                        let d: [__m512i; 8] = core::array::from_fn(|i| {
+                            let n = _mm512_permutex2var_epi32(lx[i], nib_idx, ly[i]);
+                            $dot(n, p.lo[g], p.hi[g])
+                        });
+                        let t0 = _mm512_sub_epi32(reduce4(d[0], d[1], d[2], d[3]), p.cx[g]);
+                        let t1 = _mm512_sub_epi32(reduce4(d[4], d[5], d[6], d[7]), p.cx[g]);
+                        let scale = |a: &[__m512i]| {
+                            let raw = _mm512_mask_blend_epi32(
+                                0xCCCC,
+                                _mm512_permutex2var_epi32(a[0], sc_ab, a[1]),
+                                _mm512_permutex2var_epi32(a[2], sc_cd, a[3]),
+                            );
+                            // The f16 in the high half; `(h & 0x7FFF) << 13` with h's sign is
+                            // the f32 of `h · 2^-112` exactly (normal or not), and `sx` holds
+                            // `dX · 2^112`, so the product is `f32(dW) · f32(dX)`, rounded once.
+                            let v = _mm512_sllv_epi32(raw, sc_shift);
+                            let mag = _mm512_srli_epi32::<3>(_mm512_and_si512(
+                                v,
+                                _mm512_set1_epi32(0x7FFF_0000),
+                            ));
+                            let bits = _mm512_ternarylogic_epi32::<0xF8>(
+                                mag,
+                                v,
+                                _mm512_set1_epi32(i32::MIN),
+                            );
+                            _mm512_mul_ps(_mm512_castsi512_ps(bits), p.sx[g])
+                        };
+                        let (s0, s1) = (scale(&lz[..4]), scale(&lz[4..]));
+                        let (f0, f1) = (_mm512_cvtepi32_ps(t0), _mm512_cvtepi32_ps(t1));
+                        let fa = _mm512_permutex2var_ps(f0, blk01, f1);
+                        let fb = _mm512_permutex2var_ps(f0, blk23, f1);
+                        let sa = _mm512_permutex2var_ps(s0, blk01, s1);
+                        let sb = _mm512_permutex2var_ps(s0, blk23, s1);
+                        acc = _mm256_fmadd_ps(
+                            _mm512_castps512_ps256(fa),
+                            _mm512_castps512_ps256(sa),
+                            acc,
+                        );
+                        acc = _mm256_fmadd_ps(high256(fa), high256(sa), acc);
+                        acc = _mm256_fmadd_ps(
+                            _mm512_castps512_ps256(fb),
+                            _mm512_castps512_ps256(sb),
+                            acc,
+                        );
+                        acc = _mm256_fmadd_ps(high256(fb), high256(sb), acc);
+                    }
+                    let mut a = [0.0f32; 8];
+                    // SAFETY: `a` is 8 floats.
+                    unsafe { _mm256_storeu_ps(a.as_mut_ptr(), acc) };
+                    // Blocks past the last full group (only in the final pass).
+                    for j in 4 * ng..cn {
+                        let xb = &x[c0 + j];
+                        for (i, ai) in a.iter_mut().enumerate().take(live) {
+                            *ai = step_one(*ai, &w[(r0 + i) * nb + c0 + j], xb);
+                        }
+                    }
+                    out[r0..r0 + live].copy_from_slice(&a[..live]);
+                    r0 += 8;
+                }
+                c0 += cn;
+            }
+        }
+
+        pub(crate) fn $batch(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40], b: usize) {
+            // SAFETY: this entry is only in the AVX-512 table for its feature set, which
+            // `Impl::table` hands out after the CPU check for exactly these features.
+            unsafe { $batch_tf(out, x, w, b) }
+        }
+
+        #[target_feature(enable = $feat)]
+        fn $batch_tf(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40], b: usize) {
+            if b == 0 {
+                return;
+            }
+            let rows = out.len() / b;
+            let nb = x.len() / b;
+            if b > MAX_BATCH {
+                // The API hands out groups of at most MAX_BATCH; larger callers are split here.
+                for (o, xs) in out
+                    .chunks_mut(MAX_BATCH * rows)
+                    .zip(x.chunks(MAX_BATCH * nb))
+                {
+                    $batch_tf(o, xs, w, xs.len() / nb.max(1));
+                }
+                return;
+            }
+            if nb == 0 {
+                out.fill(0.0);
+                return;
+            }
+            assert!(w.len() >= rows * nb, "weights shorter than rows × blocks");
+            let groups = b.div_ceil(16);
+            let zero = _mm512_setzero_si512();
+            let mut bx = BatchX16 {
+                xt: [zero; BCHUNK * G16 * 8],
+                dx: [zero; BCHUNK * G16],
+                corr: [zero; BCHUNK * G16],
+            };
+            let mut c0 = 0;
+            while c0 < nb {
+                let cn = BCHUNK.min(nb - c0);
+                prepare_batch16(&mut bx, x, nb, b, c0, cn);
+                prefetch_next_pass(w, rows, nb, c0 + cn);
+                for r in 0..rows {
+                    let wrow = &w[r * nb + c0..r * nb + c0 + cn];
+                    // A pass reads only `cn` blocks per row: fetch a later row's ahead so the
+                    // short, strided segments do not wait on memory one by one.
+                    if let Some(ahead) = w.get((r + BATCH_PREFETCH_ROWS) * nb + c0..) {
+                        let a = ahead.as_ptr().cast::<u8>();
+                        for line in 0..(cn * core::mem::size_of::<BlockQ40>()).div_ceil(64) {
+                            _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(64 * line).cast());
+                        }
+                    }
+                    let mut acc = [_mm512_setzero_ps(); G16];
+                    if c0 > 0 {
+                        for (g, a) in acc.iter_mut().enumerate().take(groups) {
+                            let mut t = [0.0f32; 16];
+                            for (l, v) in t.iter_mut().enumerate() {
+                                *v = out[(g * 16 + l).min(b - 1) * rows + r];
+                            }
+                            // SAFETY: `t` is 16 floats.
+                            *a = unsafe { _mm512_loadu_ps(t.as_ptr()) };
+                        }
+                    }
+                    // Unpacked first, so the block loop broadcasts 4-byte groups straight
+                    // from memory instead of shuffling them out of a register.
+                    let mut unpacked = [[0i32; 8]; BCHUNK];
+                    for (u, wb) in unpacked.iter_mut().zip(wrow) {
+                        // SAFETY: `qs` is 16 bytes, `u` 32.
+                        unsafe {
+                            _mm256_storeu_si256(u.as_mut_ptr().cast(), nibbles(wb.qs.as_ptr()))
+                        };
+                    }
+                    for (j, wb) in wrow.iter().enumerate() {
+                        let wq = &unpacked[j];
+                        let dw = _mm512_set1_ps(f16_value(wb.d));
+                        for (g, a) in acc.iter_mut().enumerate().take(groups) {
+                            let sv = j * G16 + g;
+                            let xt = &bx.xt[sv * 8..sv * 8 + 8];
+                            let dot = _mm512_sub_epi32($bdot(wq, xt), bx.corr[sv]);
+                            let sc = _mm512_mul_ps(dw, _mm512_castsi512_ps(bx.dx[sv]));
+                            *a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sc, *a);
+                        }
+                    }
+                    for (g, a) in acc.iter().enumerate().take(groups) {
+                        let mut t = [0.0f32; 16];
+                        // SAFETY: `t` is 16 floats.
+                        unsafe { _mm512_storeu_ps(t.as_mut_ptr(), *a) };
+                        for (l, v) in t.iter().enumerate() {
+                            if g * 16 + l < b {
+                                out[(g * 16 + l) * rows + r] = *v;
+                            }
+                        }
+                    }
+                }
+                c0 += cn;
+            }
+        }
+    };
+}
+
+/// `[block k: 4 partials]` with `vpmaddubsw` (pairs, ≤ 2·15·128) + `vpmaddwd`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+fn dot_bw(n: __m512i, xlo: __m512i, xhi: __m512i) -> __m512i {
+    let m = _mm512_set1_epi8(0x0F);
+    let lo = _mm512_and_si512(n, m);
+    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(n), m);
+    let s = _mm512_add_epi16(_mm512_maddubs_epi16(lo, xlo), _mm512_maddubs_epi16(hi, xhi));
+    _mm512_madd_epi16(s, _mm512_set1_epi16(1))
+}
+
+/// `[block k: 4 partials]` with two `vpdpbusd`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn dot_vnni(n: __m512i, xlo: __m512i, xhi: __m512i) -> __m512i {
+    let m = _mm512_set1_epi8(0x0F);
+    let lo = _mm512_and_si512(n, m);
+    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(n), m);
+    _mm512_dpbusd_epi32(
+        _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo),
+        hi,
+        xhi,
+    )
+}
+
+/// Lane-per-vector unsigned-nibble block dot: each i16 lane sums 2 products per step, 16 over
+/// the block (≤ 16·15·128), then pairs are widened to i32.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+fn bdot_bw(wq: &[i32; 8], xt: &[__m512i]) -> __m512i {
+    let mut s = _mm512_setzero_si512();
+    for (&wk, &xk) in wq.iter().zip(xt) {
+        s = _mm512_add_epi16(s, _mm512_maddubs_epi16(_mm512_set1_epi32(wk), xk));
+    }
+    _mm512_madd_epi16(s, _mm512_set1_epi16(1))
+}
+
+/// Lane-per-vector unsigned-nibble block dot with `vpdpbusd`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn bdot_vnni(wq: &[i32; 8], xt: &[__m512i]) -> __m512i {
+    // Two chains halve the `vpdpbusd` latency path; integer sums are exact in any order.
+    let mut s = [_mm512_setzero_si512(); 2];
+    for (k, (&wk, &xk)) in wq.iter().zip(xt).enumerate() {
+        s[k % 2] = _mm512_dpbusd_epi32(s[k % 2], _mm512_set1_epi32(wk), xk);
+    }
+    _mm512_add_epi32(s[0], s[1])
+}
+
+q80_q40_kernels!(
+    "avx512f,avx512bw,avx512vl,avx2,fma,f16c",
+    matmul_q80_q40,
+    q80_q40_bw,
+    matmul_q80_q40_batch,
+    q80_q40_batch_bw,
+    dot_bw,
+    bdot_bw
+);
+
+q80_q40_kernels!(
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+    matmul_q80_q40_vnni,
+    q80_q40_vnni,
+    matmul_q80_q40_batch_vnni,
+    q80_q40_batch_vnni,
+    dot_vnni,
+    bdot_vnni
+);

@@ -18,7 +18,7 @@ pub(crate) static TABLE: Table = Table {
 };
 
 pub(crate) static TABLE_VNNI: Table = Table {
-    matmul_q80_q40: matmul::matmul_q80_q40,
-    matmul_q80_q40_batch: matmul::matmul_q80_q40_batch,
+    matmul_q80_q40: matmul::matmul_q80_q40_vnni,
+    matmul_q80_q40_batch: matmul::matmul_q80_q40_batch_vnni,
     ..TABLE
 };

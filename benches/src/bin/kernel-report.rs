@@ -1,0 +1,765 @@
+//! `kernel-report`: measures this machine's read bandwidth, then times every kernel
+//! implementation that runs here (median of several samples, cache-resident and streaming
+//! weights, 1 thread and all threads), and prints a markdown table, a targets section and a
+//! JSON copy of the results.
+//!
+//! ```text
+//! cargo run --release -p airllm-benches --bin kernel-report -- [--quick] [--filter TEXT]...
+//!     [--json PATH] [--no-scalar] [--probe-mib N]
+//! ```
+//!
+//! Scalar baselines run a short plan (one warm-up call, median of 3 samples) because the
+//! largest shapes take up to a second per call; batched scalar rows are measured on 4096×4096
+//! only.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use airllm_benches::bandwidth::{self, Bandwidth};
+use airllm_benches::data::{f32_vec, q40_matrix, q80_vec, Copies};
+use airllm_benches::shapes::{self, MatShape};
+use airllm_benches::small::{SmallOp, SmallOps};
+use airllm_benches::team::{time_op, Op, Outputs};
+use airllm_benches::timing::{time_calls, Plan, Timing};
+use airllm_benches::{all_threads, thread_counts, Regime};
+use airllm_kernels::{available, best, AttentionShape, Impl, Kernels, QK};
+
+const USAGE: &str = "\
+kernel-report: kernel timings against this machine's measured read bandwidth
+
+USAGE: kernel-report [--quick] [--filter TEXT]... [--json PATH] [--no-scalar]
+
+  --quick        fewer shapes and samples (well under a minute of measuring)
+  --filter TEXT  only rows whose id contains TEXT (repeatable: all must match); ids read
+                 \"KERNEL SHAPE IMPL tTHREADS REGIME\", e.g. \"matmul_q80_q40 4096x4096 avx2 t1 stream\"
+  --json PATH    where to write the JSON copy (default target/kernel-report.json)
+  --no-scalar    skip the scalar baselines (no speedup column)
+  --probe-mib N  size of the read-bandwidth probe buffer in MiB (default 1024; smaller
+                 probes fit in cache and overstate DRAM bandwidth: for smoke tests only)
+";
+
+/// Command-line options.
+struct Args {
+    quick: bool,
+    filters: Vec<String>,
+    json: PathBuf,
+    scalar: bool,
+    probe_bytes: usize,
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    let mut args = Args {
+        quick: false,
+        filters: Vec::new(),
+        json: PathBuf::from("target/kernel-report.json"),
+        scalar: true,
+        probe_bytes: bandwidth::PROBE_BYTES,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => args.quick = true,
+            "--no-scalar" => args.scalar = false,
+            "--filter" => args
+                .filters
+                .push(it.next().ok_or("--filter needs a value")?),
+            "--json" => args.json = PathBuf::from(it.next().ok_or("--json needs a path")?),
+            "--probe-mib" => {
+                let v = it.next().ok_or("--probe-mib needs a number")?;
+                let mib: usize = v
+                    .parse()
+                    .ok()
+                    .filter(|m| (1..=1 << 20).contains(m))
+                    .ok_or(format!("--probe-mib: {v:?} is not a size in MiB"))?;
+                args.probe_bytes = mib << 20;
+            }
+            "-h" | "--help" => return Ok(None),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Some(args))
+}
+
+/// One measured configuration.
+struct Row {
+    kernel: String,
+    shape: String,
+    imp: Impl,
+    threads: usize,
+    regime: Regime,
+    timing: Timing,
+    /// Weight (or KV-cache, or input) bytes one call reads.
+    bytes: usize,
+    /// Vectors (tokens) one call processes.
+    tokens: usize,
+    /// Measured with the short baseline plan.
+    baseline: bool,
+}
+
+impl Row {
+    fn gbs(&self) -> f64 {
+        self.bytes as f64 / self.timing.median / 1e9
+    }
+}
+
+fn id(kernel: &str, shape: &str, imp: Impl, threads: usize, regime: Regime) -> String {
+    format!("{kernel} {shape} {imp} t{threads} {}", regime.name())
+}
+
+struct Report {
+    args: Args,
+    bw: Bandwidth,
+    rows: Vec<Row>,
+    started: Instant,
+}
+
+impl Report {
+    fn wants(&self, id: &str) -> bool {
+        self.args.filters.iter().all(|f| id.contains(f.as_str()))
+    }
+
+    fn impls(&self) -> Vec<Impl> {
+        available()
+            .filter(|i| self.args.scalar || *i != Impl::Scalar)
+            .collect()
+    }
+
+    fn plan(&self, imp: Impl) -> Plan {
+        if imp == Impl::Scalar {
+            Plan::BASELINE
+        } else if self.args.quick {
+            Plan::QUICK
+        } else {
+            Plan::NORMAL
+        }
+    }
+
+    /// The (impl, threads, regime) configurations of `kernel` on `shape` that the filters let
+    /// through; `regimes` and `threads` limit them further.
+    fn configs(
+        &self,
+        kernel: &str,
+        shape: &str,
+        impls: &[Impl],
+        threads: &[usize],
+        regimes: &[Regime],
+    ) -> Vec<(Impl, usize, Regime)> {
+        let mut v = Vec::new();
+        for &imp in impls {
+            for &t in threads {
+                for &r in regimes {
+                    if self.wants(&id(kernel, shape, imp, t, r)) {
+                        v.push((imp, t, r));
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        kernel: &str,
+        shape: &str,
+        imp: Impl,
+        threads: usize,
+        regime: Regime,
+        timing: Timing,
+        bytes: usize,
+        tokens: usize,
+    ) {
+        let row = Row {
+            kernel: kernel.to_string(),
+            shape: shape.to_string(),
+            imp,
+            threads,
+            regime,
+            timing,
+            bytes,
+            tokens,
+            baseline: imp == Impl::Scalar,
+        };
+        eprintln!(
+            "[{:6.1}s] {:<60} {:>10}  {:7.2} GB/s",
+            self.started.elapsed().as_secs_f64(),
+            id(kernel, shape, imp, threads, regime),
+            fmt_time(timing.median),
+            row.gbs()
+        );
+        self.rows.push(row);
+    }
+
+    /// Single-vector Q80×Q40 (and, with `batches`, batched) matmuls on `shapes`.
+    fn matmul_q80_q40(&mut self, shapes: &[MatShape], batches: &[usize], scalar_batches: bool) {
+        let threads = thread_counts();
+        let impls = self.impls();
+        for s in shapes {
+            let name = |b: usize| {
+                if b == 1 {
+                    "matmul_q80_q40".to_string()
+                } else {
+                    format!("matmul_q80_q40_b{b}")
+                }
+            };
+            let label = s.label();
+            let todo: Vec<_> = batches
+                .iter()
+                .map(|&b| {
+                    let impls: Vec<Impl> = impls
+                        .iter()
+                        .copied()
+                        .filter(|i| *i != Impl::Scalar || b == 1 || scalar_batches)
+                        .collect();
+                    (
+                        b,
+                        self.configs(&name(b), &label, &impls, &threads, &Regime::ALL),
+                    )
+                })
+                .collect();
+            if todo.iter().all(|(_, c)| c.is_empty()) {
+                continue;
+            }
+            let pool = Copies::new(q40_matrix(s.d, s.n, 11), Regime::Stream);
+            let bmax = batches.iter().copied().max().unwrap_or(1);
+            let x = q80_vec(s.n * bmax, 12);
+            let nb = s.n / QK;
+            let mut outs = Outputs::new(s.d * bmax, 0);
+            for (b, configs) in todo {
+                for (imp, t, regime) in configs {
+                    let k = Kernels::new(imp).expect("listed as available");
+                    let plan = self.plan(imp);
+                    let (n, d) = (s.n, s.d);
+                    let x = &x[..b * nb];
+                    let timing = time_op(k, t, &plan, &mut outs, |i| Op::MatmulQ80Q40 {
+                        x,
+                        w: pool.get(rotation(regime, i)),
+                        n,
+                        d,
+                        b,
+                    });
+                    let bytes = pool.bytes_per_copy();
+                    self.push(&name(b), &label, imp, t, regime, timing, bytes, b);
+                }
+            }
+        }
+    }
+
+    fn matmul_f32(&mut self, shapes: &[MatShape]) {
+        let threads = thread_counts();
+        let impls = self.impls();
+        for s in shapes {
+            let label = s.label();
+            let configs = self.configs("matmul_f32", &label, &impls, &threads, &Regime::ALL);
+            if configs.is_empty() {
+                continue;
+            }
+            let pool = Copies::new(f32_vec(s.n * s.d, 21, -0.05, 0.05), Regime::Stream);
+            let x = f32_vec(s.n, 22, -1.0, 1.0);
+            let mut outs = Outputs::new(s.d, 0);
+            for (imp, t, regime) in configs {
+                let k = Kernels::new(imp).expect("listed as available");
+                let plan = self.plan(imp);
+                let (n, d) = (s.n, s.d);
+                let timing = time_op(k, t, &plan, &mut outs, |i| Op::MatmulF32 {
+                    x: &x,
+                    w: pool.get(rotation(regime, i)),
+                    n,
+                    d,
+                    b: 1,
+                });
+                let bytes = pool.bytes_per_copy();
+                self.push("matmul_f32", &label, imp, t, regime, timing, bytes, 1);
+            }
+        }
+    }
+
+    /// Llama-3-8B attention (32 query heads, 8 KV heads, head dim 128) at each of `positions`.
+    fn attention(&mut self, positions: &[usize]) {
+        let threads = thread_counts();
+        let impls = self.impls();
+        let (n_heads, n_kv_heads, head_dim) = (32, 8, 128);
+        let kv_dim = n_kv_heads * head_dim;
+        for &pos in positions {
+            let label = format!("h32/kv8/d128 pos{pos}");
+            let configs = self.configs("attention", &label, &impls, &threads, &Regime::ALL);
+            if configs.is_empty() {
+                continue;
+            }
+            let seq_len = pos + 1;
+            let rows = seq_len * kv_dim;
+            // K then V in one allocation per copy.
+            let pool = Copies::new(f32_vec(2 * rows, 31, -1.0, 1.0), Regime::Stream);
+            let q = f32_vec(n_heads * head_dim, 32, -1.0, 1.0);
+            let shape = AttentionShape {
+                n_heads,
+                n_heads0: n_heads,
+                n_kv_heads,
+                head_dim,
+                seq_len,
+                kv_dim0: kv_dim,
+            };
+            let mut outs = Outputs::new(n_heads * head_dim, n_heads * seq_len);
+            for (imp, t, regime) in configs {
+                let k = Kernels::new(imp).expect("listed as available");
+                let plan = self.plan(imp);
+                let timing = time_op(k, t, &plan, &mut outs, |i| {
+                    let kv = pool.get(rotation(regime, i));
+                    Op::Attention {
+                        q: &q,
+                        k_cache: &kv[..rows],
+                        v_cache: &kv[rows..],
+                        pos,
+                        shape,
+                    }
+                });
+                let bytes = pool.bytes_per_copy();
+                self.push("attention", &label, imp, t, regime, timing, bytes, 1);
+            }
+        }
+    }
+
+    /// The per-token element-wise kernels, one thread, data in cache.
+    fn small_ops(&mut self) {
+        let impls = self.impls();
+        let mut data = SmallOps::new();
+        for op in SmallOp::ALL {
+            for (imp, _, _) in self.configs(op.kernel(), op.shape(), &impls, &[1], &[Regime::Cache])
+            {
+                let k = Kernels::new(imp).expect("listed as available");
+                let plan = self.plan(imp);
+                data.prepare(op);
+                let timing = time_calls(&plan, |_| {
+                    data.call(k, op)
+                        .unwrap_or_else(|e| panic!("{} refused: {e}", op.kernel()))
+                });
+                self.push(
+                    op.kernel(),
+                    op.shape(),
+                    imp,
+                    1,
+                    Regime::Cache,
+                    timing,
+                    op.bytes(),
+                    1,
+                );
+            }
+        }
+    }
+
+    fn find(
+        &self,
+        kernel: &str,
+        shape: &str,
+        imp: Impl,
+        threads: usize,
+        regime: Regime,
+    ) -> Option<&Row> {
+        self.rows.iter().find(|r| {
+            r.kernel == kernel
+                && r.shape == shape
+                && r.imp == imp
+                && r.threads == threads
+                && r.regime == regime
+        })
+    }
+
+    fn speedup(&self, r: &Row) -> Option<f64> {
+        if r.imp == Impl::Scalar {
+            return None;
+        }
+        self.find(&r.kernel, &r.shape, Impl::Scalar, r.threads, r.regime)
+            .map(|s| s.timing.median / r.timing.median)
+    }
+
+    fn targets(&self) -> Vec<Target> {
+        let imp = best();
+        let all = all_threads();
+        let mut v = Vec::new();
+        let sq = |n: usize, d: usize| {
+            MatShape {
+                model: "square",
+                tensor: "-",
+                n,
+                d,
+            }
+            .label()
+        };
+
+        for s in [sq(4096, 4096), sq(4096, 11008)] {
+            let r = self.find("matmul_q80_q40", &s, imp, 1, Regime::Stream);
+            v.push(Target::at_least(
+                format!("Q80×Q40 mat-vec {s}, 1 thread, stream ≥ 27 GB/s"),
+                r.map(|r| r.gbs()),
+                27.0,
+                |x| format!("{x:.1} GB/s"),
+            ));
+        }
+
+        let mut worst: Option<(f64, String)> = None;
+        let mut count = 0;
+        for r in self.rows.iter().filter(|r| {
+            r.kernel == "matmul_q80_q40"
+                && r.imp == imp
+                && r.threads == all
+                && r.regime == Regime::Stream
+        }) {
+            count += 1;
+            let f = r.gbs() / self.bw.all_threads;
+            if worst.as_ref().is_none_or(|(w, _)| f < *w) {
+                worst = Some((f, r.shape.clone()));
+            }
+        }
+        v.push(Target::at_least(
+            format!("Q80×Q40 mat-vec, {all} threads, stream ≥ 0.90 of read bandwidth on every shape ({count} shapes)"),
+            worst.as_ref().map(|w| w.0),
+            0.90,
+            |x| format!("worst {x:.2} ({})", worst.as_ref().map_or("", |w| w.1.as_str())),
+        ));
+
+        for t in [1, all] {
+            let s = sq(4096, 4096);
+            let b1 = self.find("matmul_q80_q40", &s, imp, t, Regime::Stream);
+            let b32 = self.find("matmul_q80_q40_b32", &s, imp, t, Regime::Stream);
+            let ratio = b1
+                .zip(b32)
+                .map(|(a, b)| a.timing.median * 32.0 / b.timing.median);
+            v.push(Target::at_least(
+                format!("Q80×Q40 {s}, {t} thread(s), stream: tokens/s at b=32 ≥ 4× b=1"),
+                ratio,
+                4.0,
+                |x| format!("{x:.2}×"),
+            ));
+        }
+
+        let att = self.find("attention", "h32/kv8/d128 pos4095", imp, 1, Regime::Stream);
+        v.push(Target::at_most(
+            "attention h32/kv8/d128 pos 4095, 1 thread, stream ≤ 1.3 ms".to_string(),
+            att.map(|r| r.timing.median * 1e3),
+            1.3,
+            |x| format!("{x:.3} ms"),
+        ));
+
+        let mut worst: Option<(f64, String)> = None;
+        for r in self.rows.iter().filter(|r| {
+            r.kernel == "matmul_f32"
+                && r.imp == imp
+                && r.threads == all
+                && r.regime == Regime::Stream
+        }) {
+            let f = r.gbs() / self.bw.all_threads;
+            if worst.as_ref().is_none_or(|(w, _)| f < *w) {
+                worst = Some((f, r.shape.clone()));
+            }
+        }
+        v.push(Target::at_least(
+            format!("F32 matmul, {all} threads, stream ≥ 0.90 of read bandwidth on every shape"),
+            worst.as_ref().map(|w| w.0),
+            0.90,
+            |x| {
+                format!(
+                    "worst {x:.2} ({})",
+                    worst.as_ref().map_or("", |w| w.1.as_str())
+                )
+            },
+        ));
+
+        for (op, limit_us) in [
+            (SmallOp::RmsNorm, 0.5),
+            (SmallOp::Softmax, 0.8),
+            (SmallOp::Silu, 1.4),
+            (SmallOp::QuantizeQ80, 0.5),
+        ] {
+            let (kernel, shape) = (op.kernel(), op.shape());
+            let r = self.find(kernel, shape, imp, 1, Regime::Cache);
+            v.push(Target::at_most(
+                format!("{kernel} {shape}, 1 thread < {limit_us} µs"),
+                r.map(|r| r.timing.median * 1e6),
+                limit_us,
+                |x| format!("{x:.3} µs"),
+            ));
+        }
+        v
+    }
+}
+
+/// Which copy call `i` uses: always the first in cache, the next in stream.
+fn rotation(regime: Regime, i: usize) -> usize {
+    match regime {
+        Regime::Cache => 0,
+        Regime::Stream => i,
+    }
+}
+
+struct Target {
+    name: String,
+    /// `None`: not measured in this run (filtered out).
+    figure: Option<String>,
+    pass: Option<bool>,
+}
+
+impl Target {
+    fn at_least(name: String, v: Option<f64>, limit: f64, fmt: impl Fn(f64) -> String) -> Target {
+        Target {
+            name,
+            figure: v.map(&fmt),
+            pass: v.map(|v| v >= limit),
+        }
+    }
+
+    fn at_most(name: String, v: Option<f64>, limit: f64, fmt: impl Fn(f64) -> String) -> Target {
+        Target {
+            name,
+            figure: v.map(&fmt),
+            pass: v.map(|v| v <= limit),
+        }
+    }
+
+    fn verdict(&self) -> &'static str {
+        match self.pass {
+            Some(true) => "PASS",
+            Some(false) => "FAIL",
+            None => "not measured",
+        }
+    }
+}
+
+fn fmt_time(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.3} s")
+    } else if s >= 1e-3 {
+        format!("{:.3} ms", s * 1e3)
+    } else {
+        format!("{:.3} µs", s * 1e6)
+    }
+}
+
+fn load_average() -> Option<String> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
+
+fn markdown(rep: &Report, targets: &[Target], load: (&str, &str)) -> String {
+    let mut s = String::new();
+    let bw = &rep.bw;
+    let _ = writeln!(
+        s,
+        "Read bandwidth (sum over {} MiB, median): 1 thread {:.1} GB/s, {} threads {:.1} GB/s.",
+        bw.bytes >> 20,
+        bw.one_thread,
+        bw.threads,
+        bw.all_threads
+    );
+    let _ = writeln!(
+        s,
+        "Implementations here: {}; best: {}. Load average at start {}, at end {}.",
+        available().map(Impl::name).collect::<Vec<_>>().join(", "),
+        best(),
+        load.0,
+        load.1
+    );
+    let _ = writeln!(s, "Scalar baselines: 1 warm-up call and the median of 3 samples; others: median of {} samples.", if rep.args.quick { Plan::QUICK.samples } else { Plan::NORMAL.samples });
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "| kernel | shape | impl | threads | regime | median | GB/s | of read BW | vs scalar |"
+    );
+    let _ = writeln!(s, "|---|---|---|--:|---|--:|--:|--:|--:|");
+    for r in &rep.rows {
+        let frac = r.gbs() / bw.for_threads(r.threads);
+        let speedup = rep
+            .speedup(r)
+            .map_or("–".to_string(), |x| format!("{x:.1}×"));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {} |",
+            r.kernel,
+            r.shape,
+            r.imp,
+            r.threads,
+            r.regime.name(),
+            fmt_time(r.timing.median),
+            r.gbs(),
+            frac,
+            speedup
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "Targets (implementation {}):", best());
+    let _ = writeln!(s);
+    for t in targets {
+        let _ = writeln!(
+            s,
+            "- **{}** {}: {}",
+            t.verdict(),
+            t.name,
+            t.figure.as_deref().unwrap_or("–")
+        );
+    }
+    s
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn json_num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:e}")
+    } else {
+        "null".to_string()
+    }
+}
+
+fn json(rep: &Report, targets: &[Target], load: (&str, &str)) -> String {
+    let bw = &rep.bw;
+    let mut s = String::from("{\n");
+    let impls: Vec<String> = available().map(|i| json_str(i.name())).collect();
+    let _ = writeln!(s, "  \"implementations\": [{}],", impls.join(", "));
+    let _ = writeln!(s, "  \"best\": {},", json_str(best().name()));
+    let _ = writeln!(s, "  \"quick\": {},", rep.args.quick);
+    let _ = writeln!(
+        s,
+        "  \"load_average\": {{\"start\": {}, \"end\": {}}},",
+        json_str(load.0),
+        json_str(load.1)
+    );
+    let _ = writeln!(
+        s,
+        "  \"read_bandwidth\": {{\"bytes\": {}, \"one_thread_gbs\": {}, \"threads\": {}, \"all_threads_gbs\": {}}},",
+        bw.bytes,
+        json_num(bw.one_thread),
+        bw.threads,
+        json_num(bw.all_threads)
+    );
+    s.push_str("  \"rows\": [\n");
+    for (i, r) in rep.rows.iter().enumerate() {
+        let _ = write!(
+            s,
+            "    {{\"kernel\": {}, \"shape\": {}, \"impl\": {}, \"threads\": {}, \"regime\": {}, \"median_s\": {}, \"min_s\": {}, \"samples\": {}, \"calls_per_sample\": {}, \"bytes\": {}, \"gbs\": {}, \"fraction_of_read_bw\": {}, \"tokens_per_s\": {}, \"speedup_vs_scalar\": {}, \"baseline_plan\": {}}}",
+            json_str(&r.kernel),
+            json_str(&r.shape),
+            json_str(r.imp.name()),
+            r.threads,
+            json_str(r.regime.name()),
+            json_num(r.timing.median),
+            json_num(r.timing.min),
+            r.timing.samples,
+            r.timing.calls_per_sample,
+            r.bytes,
+            json_num(r.gbs()),
+            json_num(r.gbs() / bw.for_threads(r.threads)),
+            json_num(r.tokens as f64 / r.timing.median),
+            rep.speedup(r).map_or("null".to_string(), json_num),
+            r.baseline
+        );
+        s.push_str(if i + 1 < rep.rows.len() { ",\n" } else { "\n" });
+    }
+    s.push_str("  ],\n  \"targets\": [\n");
+    for (i, t) in targets.iter().enumerate() {
+        let _ = write!(
+            s,
+            "    {{\"target\": {}, \"result\": {}, \"figure\": {}}}",
+            json_str(&t.name),
+            json_str(t.verdict()),
+            t.figure.as_deref().map_or("null".to_string(), json_str)
+        );
+        s.push_str(if i + 1 < targets.len() { ",\n" } else { "\n" });
+    }
+    s.push_str("  ]\n}\n");
+    s
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{e}\n\n{USAGE}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let load_start = load_average().unwrap_or_else(|| "unknown".to_string());
+    let started = Instant::now();
+    eprintln!(
+        "measuring read bandwidth over {} MiB…",
+        args.probe_bytes >> 20
+    );
+    let bw = bandwidth::measure(
+        args.probe_bytes,
+        all_threads(),
+        if args.quick { 3 } else { 5 },
+    );
+    eprintln!(
+        "read bandwidth: 1 thread {:.1} GB/s, {} threads {:.1} GB/s",
+        bw.one_thread, bw.threads, bw.all_threads
+    );
+    let quick = args.quick;
+    let mut rep = Report {
+        args,
+        bw,
+        rows: Vec::new(),
+        started,
+    };
+
+    let matvec = if quick {
+        shapes::standard_shapes()
+    } else {
+        shapes::all_shapes()
+    };
+    rep.matmul_q80_q40(&matvec, &[1], true);
+    let square = shapes::standard_shapes()[..1].to_vec();
+    let batches = [4, 8, 16, 32];
+    rep.matmul_q80_q40(&square, &batches, true);
+    if !quick {
+        let w1: Vec<MatShape> = shapes::model_shapes()
+            .into_iter()
+            .filter(|s| s.model == "llama3-8b" && s.tensor == "w1")
+            .collect();
+        rep.matmul_q80_q40(&w1, &batches, false);
+    }
+    rep.matmul_f32(&shapes::standard_shapes());
+    rep.attention(if quick { &[4095] } else { &[255, 1023, 4095] });
+    rep.small_ops();
+
+    let targets = rep.targets();
+    let load_end = load_average().unwrap_or_else(|| "unknown".to_string());
+    let load = (load_start.as_str(), load_end.as_str());
+    print!("{}", markdown(&rep, &targets, load));
+    let json = json(&rep, &targets, load);
+    if let Some(dir) = rep.args.json.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("cannot create {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Err(e) = std::fs::write(&rep.args.json, json) {
+        eprintln!("cannot write {}: {e}", rep.args.json.display());
+        return ExitCode::FAILURE;
+    }
+    eprintln!(
+        "wrote {} ({} rows, {:.0} s)",
+        rep.args.json.display(),
+        rep.rows.len(),
+        rep.started.elapsed().as_secs_f64()
+    );
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,272 @@
+//! Softmax, SiLU, GELU and the element-wise kernels: every implementation against the scalar
+//! reference bit for bit, for every thread split; hand-computed softmax rows; error paths.
+//! Test names carry the implementation (`avx2::softmax_rows`, `neon::silu`, …).
+
+mod common;
+
+use airllm_kernels::{BlockQ80, Impl, KernelError, Kernels};
+use common::{any_f32, bits, each_thread, f32_vec, moderate_vec, q80_blocks};
+use proptest::prelude::*;
+
+/// The handle for `imp`, or `None` (after checking that it is refused as unsupported) where
+/// this CPU cannot run it.
+fn handle(imp: Impl) -> Option<Kernels> {
+    match Kernels::new(imp) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            assert_eq!(e, KernelError::Unsupported(imp));
+            None
+        }
+    }
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig::with_cases(192)
+}
+
+/// Rows of softmax input: moderate values, or the full mix (huge magnitudes, denormals,
+/// all-equal rows).
+fn softmax_input() -> impl Strategy<Value = (usize, Vec<f32>)> {
+    (1usize..4, 1usize..80).prop_flat_map(|(rows, len)| {
+        let n = rows * len;
+        (Just(len), prop_oneof![moderate_vec(n), f32_vec(n)])
+    })
+}
+
+fn check_softmax(imp: Impl, len: usize, x: &[f32], n_threads: usize) -> Result<(), TestCaseError> {
+    let Some(k) = handle(imp) else { return Ok(()) };
+    let mut want = x.to_vec();
+    Kernels::scalar().softmax(&mut want[..], len, 1, 0).unwrap();
+    let mut got = x.to_vec();
+    each_thread(n_threads, |n, t| {
+        k.softmax(&mut got[..], len, n, t).unwrap()
+    });
+    prop_assert_eq!(
+        bits(&got),
+        bits(&want),
+        "{} softmax len {} threads {}",
+        imp,
+        len,
+        n_threads
+    );
+    Ok(())
+}
+
+fn check_silu(imp: Impl, x: &[f32], n_threads: usize) -> Result<(), TestCaseError> {
+    let Some(k) = handle(imp) else { return Ok(()) };
+    let mut want = x.to_vec();
+    Kernels::scalar().silu(&mut want[..], 1, 0).unwrap();
+    let mut got = x.to_vec();
+    each_thread(n_threads, |n, t| k.silu(&mut got[..], n, t).unwrap());
+    prop_assert_eq!(
+        bits(&got),
+        bits(&want),
+        "{} silu len {} threads {}",
+        imp,
+        x.len(),
+        n_threads
+    );
+    Ok(())
+}
+
+fn check_gelu(imp: Impl, x: &[f32], n_threads: usize) -> Result<(), TestCaseError> {
+    let Some(k) = handle(imp) else { return Ok(()) };
+    let mut want = x.to_vec();
+    Kernels::scalar().gelu(&mut want[..], 1, 0).unwrap();
+    let mut got = x.to_vec();
+    each_thread(n_threads, |n, t| k.gelu(&mut got[..], n, t).unwrap());
+    prop_assert_eq!(bits(&got), bits(&want));
+    Ok(())
+}
+
+fn check_elementwise(
+    imp: Impl,
+    x: &[f32],
+    m: &[f32],
+    s: f32,
+    n_threads: usize,
+) -> Result<(), TestCaseError> {
+    let Some(k) = handle(imp) else { return Ok(()) };
+    let sc = Kernels::scalar();
+    let (mut w_mul, mut w_add, mut w_scale) = (x.to_vec(), x.to_vec(), x.to_vec());
+    sc.mul(&mut w_mul[..], m, 1, 0).unwrap();
+    sc.add(&mut w_add[..], m, 1, 0).unwrap();
+    sc.scale(&mut w_scale[..], s, 1, 0).unwrap();
+    let (mut g_mul, mut g_add, mut g_scale) = (x.to_vec(), x.to_vec(), x.to_vec());
+    each_thread(n_threads, |n, t| {
+        k.mul(&mut g_mul[..], m, n, t).unwrap();
+        k.add(&mut g_add[..], m, n, t).unwrap();
+        k.scale(&mut g_scale[..], s, n, t).unwrap();
+    });
+    prop_assert_eq!(bits(&g_mul), bits(&w_mul), "{} mul", imp);
+    prop_assert_eq!(bits(&g_add), bits(&w_add), "{} add", imp);
+    prop_assert_eq!(bits(&g_scale), bits(&w_scale), "{} scale", imp);
+    Ok(())
+}
+
+fn check_add_q80(
+    imp: Impl,
+    y: &[f32],
+    x: &[BlockQ80],
+    n_threads: usize,
+) -> Result<(), TestCaseError> {
+    let Some(k) = handle(imp) else { return Ok(()) };
+    let mut want = y.to_vec();
+    Kernels::scalar().add_q80(&mut want[..], x, 1, 0).unwrap();
+    let mut got = y.to_vec();
+    each_thread(n_threads, |n, t| k.add_q80(&mut got[..], x, n, t).unwrap());
+    prop_assert_eq!(
+        bits(&got),
+        bits(&want),
+        "{} add_q80 blocks {}",
+        imp,
+        x.len()
+    );
+    Ok(())
+}
+
+macro_rules! impl_tests {
+    ($m:ident, $imp:expr) => {
+        mod $m {
+            use super::*;
+
+            proptest! {
+                #![proptest_config(config())]
+
+                #[test]
+                fn softmax_rows((len, x) in softmax_input(), n_threads in 1usize..=9) {
+                    check_softmax($imp, len, &x, n_threads)?;
+                }
+
+                #[test]
+                fn softmax_long_row(x in moderate_vec(4096 + 5), n_threads in 1usize..=3) {
+                    check_softmax($imp, x.len(), &x, n_threads)?;
+                }
+
+                #[test]
+                fn silu(x in (0usize..300).prop_flat_map(f32_vec), n_threads in 1usize..=9) {
+                    check_silu($imp, &x, n_threads)?;
+                }
+
+                #[test]
+                fn gelu(x in (0usize..100).prop_flat_map(f32_vec), n_threads in 1usize..=9) {
+                    check_gelu($imp, &x, n_threads)?;
+                }
+
+                #[test]
+                fn mul_add_scale(
+                    (x, m) in (0usize..200).prop_flat_map(|n| (f32_vec(n), f32_vec(n))),
+                    s in any_f32(),
+                    n_threads in 1usize..=9,
+                ) {
+                    check_elementwise($imp, &x, &m, s, n_threads)?;
+                }
+
+                #[test]
+                fn add_q80(
+                    (y, x) in (0usize..12).prop_flat_map(|nb| (f32_vec(nb * 32), q80_blocks(nb))),
+                    n_threads in 1usize..=9,
+                ) {
+                    check_add_q80($imp, &y, &x, n_threads)?;
+                }
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+impl_tests!(avx2, Impl::Avx2);
+#[cfg(target_arch = "x86_64")]
+impl_tests!(avx512, Impl::Avx512);
+#[cfg(target_arch = "x86_64")]
+impl_tests!(avx512vnni, Impl::Avx512Vnni);
+#[cfg(target_arch = "aarch64")]
+impl_tests!(neon, Impl::Neon);
+#[cfg(target_arch = "aarch64")]
+impl_tests!(neon_dotprod, Impl::NeonDotprod);
+
+/// Every implementation, the reference included, on rows worked out by hand.
+#[test]
+fn softmax_golden_rows() {
+    for imp in airllm_kernels::available() {
+        let k = Kernels::new(imp).unwrap();
+        // Two equal values (the `expf` tail only): e^0 = 1 each, sum 2.
+        let mut x = [3.5f32, 3.5];
+        k.softmax(&mut x[..], 2, 1, 0).unwrap();
+        assert_eq!(x, [0.5, 0.5], "{imp}");
+        // Eight equal values: one polynomial group, whose exp(0) is exactly 1.
+        let mut x = [-2.0f32; 8];
+        k.softmax(&mut x[..], 8, 1, 0).unwrap();
+        assert_eq!(x, [0.125; 8], "{imp}");
+        // Nine: eight polynomial exps and one tail exp, sum 9, every element times 1/9.
+        let mut x = [7.0f32; 9];
+        k.softmax(&mut x[..], 9, 1, 0).unwrap();
+        assert_eq!(x, [1.0f32 / 9.0; 9], "{imp}");
+        // ln 2 apart in a 2-element row: e^0 = 1 and e^−ln2 = 1/2 (to f32), sum 3/2.
+        let mut x = [0.0f32, -core::f32::consts::LN_2];
+        k.softmax(&mut x[..], 2, 1, 0).unwrap();
+        let half = airllm_kernels::math::expf(-core::f32::consts::LN_2);
+        let inv = 1.0 / (1.0 + half);
+        assert_eq!(x, [inv, half * inv], "{imp}");
+        assert!((x[0] - 2.0 / 3.0).abs() < 1e-6 && (x[1] - 1.0 / 3.0).abs() < 1e-6);
+        // Rows are independent: a 2-row call equals two 1-row calls.
+        let mut x = [1.0f32, 2.0, 1.0, 2.0];
+        k.softmax(&mut x[..], 2, 2, 1).unwrap();
+        k.softmax(&mut x[..], 2, 2, 0).unwrap();
+        assert_eq!(x[..2], x[2..], "{imp}");
+    }
+}
+
+#[test]
+fn silu_golden_values() {
+    for imp in airllm_kernels::available() {
+        let k = Kernels::new(imp).unwrap();
+        // silu(0) = 0 / (1 + 1) = 0 on the polynomial (first 8) and the expf tail alike.
+        let mut x = [0.0f32; 9];
+        k.silu(&mut x[..], 1, 0).unwrap();
+        assert_eq!(x, [0.0; 9], "{imp}");
+        // Large inputs: silu(x) = x to f32 precision, as e^−x vanishes.
+        let mut x = [100.0f32; 9];
+        k.silu(&mut x[..], 1, 0).unwrap();
+        assert_eq!(x, [100.0; 9], "{imp}");
+    }
+}
+
+#[test]
+fn error_paths() {
+    for imp in airllm_kernels::available() {
+        let k = Kernels::new(imp).unwrap();
+        let mut x = [0.0f32; 6];
+        assert!(matches!(
+            k.softmax(&mut x[..], 0, 1, 0),
+            Err(KernelError::BadArgument(_))
+        ));
+        assert!(matches!(
+            k.softmax(&mut x[..], 4, 1, 0),
+            Err(KernelError::NotMultiple { .. })
+        ));
+        assert!(matches!(
+            k.softmax(&mut x[..], 3, 0, 0),
+            Err(KernelError::BadThreadSplit { .. })
+        ));
+        assert!(matches!(
+            k.silu(&mut x[..], 2, 2),
+            Err(KernelError::BadThreadSplit { .. })
+        ));
+        assert!(matches!(
+            k.mul(&mut x[..], &[1.0; 5], 1, 0),
+            Err(KernelError::BadSize { .. })
+        ));
+        assert!(matches!(
+            k.add(&mut x[..], &[1.0; 7], 1, 0),
+            Err(KernelError::BadSize { .. })
+        ));
+        let blocks = [BlockQ80::default(); 1];
+        assert!(matches!(
+            k.add_q80(&mut x[..], &blocks, 1, 0),
+            Err(KernelError::BadSize { .. })
+        ));
+        // Nothing was written by the refused calls.
+        assert_eq!(x, [0.0; 6]);
+    }
+}
