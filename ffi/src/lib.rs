@@ -1031,7 +1031,10 @@ pub unsafe extern "C" fn airllm_kv_write(
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod names {
     use super::*;
 
     #[test]

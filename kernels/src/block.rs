@@ -67,6 +67,11 @@ impl BlockQ80 {
 /// binary16 bits → f32; exact, as F16C's `vcvtph2ps`.
 #[inline]
 pub fn f16_to_f32(bits: u16) -> f32 {
+    // Miri cannot run F16C, which `half` uses when the target has it; the const versions are
+    // the same conversion in software.
+    #[cfg(miri)]
+    return f16::from_bits(bits).to_f32_const();
+    #[cfg(not(miri))]
     f16::from_bits(bits).to_f32()
 }
 
@@ -74,6 +79,9 @@ pub fn f16_to_f32(bits: u16) -> f32 {
 /// `_MM_FROUND_TO_NEAREST_INT`.
 #[inline]
 pub fn f32_to_f16(v: f32) -> u16 {
+    #[cfg(miri)]
+    return f16::from_f32_const(v).to_bits();
+    #[cfg(not(miri))]
     f16::from_f32(v).to_bits()
 }
 

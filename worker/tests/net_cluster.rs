@@ -216,11 +216,21 @@ fn rogue_root(addr: &WorkerAddr, m: &ModelFile, stage: usize) {
     s.write_all(&[0u8; 16]).unwrap();
 }
 
+/// A root that completes the setup with real weights, then sends one bad control packet.
+fn rogue_root_control(addr: &WorkerAddr, m: &Arc<ModelFile>, bad: Control) {
+    let opts = root_opts(m.header().weight_type);
+    let mut c =
+        RemoteCluster::connect(Arc::clone(m), &[addr.clone()], &opts, &mut |_, _| {}).unwrap();
+    // `forward` refuses such packets, so write the bytes straight to the worker's socket.
+    c.send_raw_to_worker(1, &bad.to_bytes()).unwrap();
+    c.abandon();
+}
+
 #[test]
 fn worker_survives_roots_that_vanish_then_serves_the_next() {
     let dir = tempfile::tempdir().unwrap();
     let m = model(dir.path(), GenArch::Llama, FloatType::Q40);
-    let worker = Worker::start(5);
+    let worker = Worker::start(7);
     for stage in 0..3 {
         rogue_root(&worker.addr, &m, stage);
     }
@@ -235,12 +245,20 @@ fn worker_survives_roots_that_vanish_then_serves_the_next() {
         )
         .unwrap();
         c.forward(&[1, 2, 3], 0).unwrap();
-        let s = Control {
-            position: 3,
+        c.abandon();
+    }
+    // A root that sends a control packet past the context and one with a batch above nBatches.
+    for bad in [
+        Control {
+            position: 1 << 20,
             batch_size: 1,
-        };
-        let _ = s; // the root vanishes without a stop packet
-        std::mem::forget(c); // no Drop: sockets close when the process... so close them by hand
+        },
+        Control {
+            position: 0,
+            batch_size: 200,
+        },
+    ] {
+        rogue_root_control(&worker.addr, &m, bad);
     }
     // A good root afterwards gets the same bits as the simulation.
     let (lt, _) = local(&m, 2);
@@ -256,9 +274,9 @@ fn worker_survives_roots_that_vanish_then_serves_the_next() {
     c.stop();
     assert_eq!(rt, lt);
     let ends = worker.finish();
-    assert_eq!(ends.len(), 5);
-    for e in &ends[..3] {
+    assert_eq!(ends.len(), 7);
+    for e in &ends[..6] {
         assert!(matches!(e, SessionEnd::Failed(_)), "{ends:?}");
     }
-    assert!(matches!(ends[4], SessionEnd::Stopped), "{ends:?}");
+    assert!(matches!(ends[6], SessionEnd::Stopped), "{ends:?}");
 }

@@ -295,7 +295,7 @@ impl Executor {
             FloatType::F32 => 4,
             _ => 2,
         };
-        let aligned = (whole[range.clone()].as_ptr() as usize) % align == 0;
+        let aligned = (whole[range.clone()].as_ptr() as usize).is_multiple_of(align);
         st.weights[s][i] = Some(if aligned {
             Weight::Mapped { data, range }
         } else {
@@ -393,11 +393,18 @@ impl Executor {
             )));
         }
         let multi = self.net.n_nodes > 1;
+        // Segments between two syncs run as one pool job, saving the start/finish gates.
+        let mut first = 0;
         for s in 0..self.node.segments.len() {
-            if !self.state.segments[s].is_empty() {
-                self.run_segment(s, batch_size)?;
+            let sync_here = multi && !self.node.segments[s].syncs.is_empty();
+            if !sync_here && s + 1 < self.node.segments.len() {
+                continue;
             }
-            if multi && !self.node.segments[s].syncs.is_empty() {
+            if (first..=s).any(|i| !self.state.segments[i].is_empty()) {
+                self.run_segments(first..s + 1, batch_size)?;
+            }
+            first = s + 1;
+            if sync_here {
                 let n_pipes = self.net.pipes.len();
                 let st = Arc::get_mut(&mut self.state)
                     .ok_or_else(|| ExecError::Run("the executor state is still shared".into()))?;
@@ -417,16 +424,18 @@ impl Executor {
         Ok(())
     }
 
-    fn run_segment(&mut self, seg: usize, batch: usize) -> Result<(), ExecError> {
+    fn run_segments(&mut self, segs: Range<usize>, batch: usize) -> Result<(), ExecError> {
         let st = Arc::clone(&self.state);
         let k = self.kernels;
         let n = self.pool.n_threads();
         let job: Arc<Job> = Arc::new(move |t, barrier, scratch| {
             // SAFETY: every pool thread runs this same closure over the same steps in the same
-            // order with the same batch size and a distinct `t`, with `barrier.wait()` after
-            // every step; the plan rejected ops that read and write one region; each step only
-            // writes through kernel windows split by `(n, t)` or through rows given to one
-            // thread (`run.rs`). This is the discipline `View::new` requires.
+            // order with the same batch size and a distinct `t`; the plan rejected ops that read
+            // and write one region, and put a barrier between any two steps where one writes a
+            // region the other reads or writes (`place_barriers`), the pool's gates close the
+            // segment; each step only writes through kernel windows split by `(n, t)` or through
+            // rows given to one thread (`run.rs`); segments run in one job are separated by a
+            // barrier. This is the discipline `View::new` requires.
             let view = unsafe { View::new(&st.regions) };
             let ctx = run::Ctx {
                 k,
@@ -436,19 +445,32 @@ impl Executor {
                 t,
             };
             let mut first: Option<String> = None;
-            for (i, step) in st.segments[seg].iter().enumerate() {
-                if first.is_none() {
-                    let w = st.weights[seg][i].as_ref().map(Weight::bytes);
-                    let r =
-                        catch_unwind(AssertUnwindSafe(|| run::run_step(step, w, &ctx, scratch)));
-                    first = match r {
-                        Ok(Ok(())) => None,
-                        Ok(Err(e)) => Some(format!("op {} (layer {}): {e}", step.name, step.layer)),
-                        Err(_) => Some(format!("op {} (layer {}) panicked", step.name, step.layer)),
-                    };
+            for seg in segs.clone() {
+                if seg > segs.start {
+                    barrier.wait();
                 }
-                // Threads keep meeting at every barrier after an error, so none is left waiting.
-                barrier.wait();
+                for (i, step) in st.segments[seg].iter().enumerate() {
+                    if first.is_none() {
+                        let w = st.weights[seg][i].as_ref().map(Weight::bytes);
+                        let r = catch_unwind(AssertUnwindSafe(|| {
+                            run::run_step(step, w, &ctx, scratch)
+                        }));
+                        first = match r {
+                            Ok(Ok(())) => None,
+                            Ok(Err(e)) => {
+                                Some(format!("op {} (layer {}): {e}", step.name, step.layer))
+                            }
+                            Err(_) => {
+                                Some(format!("op {} (layer {}) panicked", step.name, step.layer))
+                            }
+                        };
+                    }
+                    // Threads keep meeting at every barrier after an error, so none is left
+                    // waiting.
+                    if step.barrier_after {
+                        barrier.wait();
+                    }
+                }
             }
             first.map_or(Ok(()), Err)
         });

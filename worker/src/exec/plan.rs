@@ -173,6 +173,9 @@ pub(crate) struct Step {
     pub weight_bytes: usize,
     /// Weight element type.
     pub weight_ft: FloatType,
+    /// Whether threads must meet at a barrier after this step: the next step touches a region
+    /// that this step or an earlier one since the last barrier writes, or writes one they read.
+    pub barrier_after: bool,
 }
 
 /// The peer's `<input>_<weight>_<output>` label, with the input type standing in for an unknown
@@ -308,6 +311,7 @@ pub(crate) fn plan(net: &NetConfig, node: &NodeConfig) -> Result<Vec<Vec<Step>>,
         for op in &seg.ops {
             steps.push(plan_op(net, node, op)?);
         }
+        place_barriers(&mut steps);
         segments.push(steps);
     }
     Ok(segments)
@@ -339,6 +343,7 @@ fn plan_op(net: &NetConfig, node: &NodeConfig, op: &OpConfig) -> Result<Step, Ex
         kind: kind.map_err(|e| ExecError::invalid_op(op, e))?,
         weight_bytes: w.n_bytes() as usize,
         weight_ft: w.float_type(),
+        barrier_after: true,
     };
     let (reads, writes) = access(&step.kind);
     if let Some(r) = reads.iter().find(|r| writes.contains(r)) {
@@ -384,12 +389,10 @@ fn kind_for(
             })()
         }
         (OpCode::Cast, _) => {
-            let shape = (|| {
-                check(
-                    inp.x == out.x && inp.y == out.y && inp.z == out.z && no_weight,
-                    || "cast input and output shapes differ".into(),
-                )
-            })();
+            let shape = check(
+                inp.x == out.x && inp.y == out.y && inp.z == out.z && no_weight,
+                || "cast input and output shapes differ".into(),
+            );
             let kind = match (inp.ft, out.ft) {
                 (F32, F32) | (Q80, Q80) => Kind::Copy { inp, out },
                 (F32, Q80) => Kind::Quantize { inp, out },
@@ -406,9 +409,10 @@ fn kind_for(
                 return Err(unsupported());
             }
             (|| {
-                check(out.x > 0 && inp.x % out.x == 0 && inp.y == out.y, || {
-                    format!("merge of {} into {} columns", inp.x, out.x)
-                })?;
+                check(
+                    out.x > 0 && inp.x.is_multiple_of(out.x) && inp.y == out.y,
+                    || format!("merge of {} into {} columns", inp.x, out.x),
+                )?;
                 check(out.z == 1 && inp.z == 1, || "merge-add needs z = 1".into())?;
                 Ok(Kind::MergeAdd {
                     inp,
@@ -434,7 +438,7 @@ fn kind_for(
             }
             (|| {
                 let n_cols = n_columns as usize;
-                check(n_cols > 0 && inp.x % n_cols == 0, || {
+                check(n_cols > 0 && inp.x.is_multiple_of(n_cols), || {
                     format!("{} columns in {n_cols} groups", inp.x)
                 })?;
                 check(out.x >= n_cols && out.y == inp.y && inp.z == 1, || {
@@ -466,7 +470,7 @@ fn kind_for(
                     "inv-rms buffer too small".into()
                 })?;
                 check(
-                    inp.x == out.x && inp.x % n_cols == 0 && inp.z == 1 && out.z == 1,
+                    inp.x == out.x && inp.x.is_multiple_of(n_cols) && inp.z == 1 && out.z == 1,
                     || "rms-norm shapes".into(),
                 )?;
                 check(
@@ -616,9 +620,10 @@ fn kind_for(
                 check(op.output.kind == PointerType::Raw, || {
                     "shift output must be raw".into()
                 })?;
-                check(inp.z == 1 && inp.x > 0 && out.x % inp.x == 0, || {
-                    format!("cache of {} floats for rows of {}", out.x, inp.x)
-                })?;
+                check(
+                    inp.z == 1 && inp.x > 0 && out.x.is_multiple_of(inp.x),
+                    || format!("cache of {} floats for rows of {}", out.x, inp.x),
+                )?;
                 Ok(Kind::Shift {
                     inp,
                     cache: out,
@@ -790,6 +795,32 @@ fn kind_for(
         }
     }
     Ok(k)
+}
+
+/// Puts a barrier between two steps only where a later step reads a region written since the
+/// last barrier, or writes a region read or written since then (independent ops such as the q,
+/// k and v matmuls run back to back). The last step needs none: the pool's finishing gate
+/// follows it.
+fn place_barriers(steps: &mut [Step]) {
+    let mut read: Vec<usize> = Vec::new();
+    let mut written: Vec<usize> = Vec::new();
+    for i in 0..steps.len() {
+        let (r, w) = access(&steps[i].kind);
+        let hazard = r.iter().any(|x| written.contains(x))
+            || w.iter().any(|x| written.contains(x) || read.contains(x));
+        if hazard && i > 0 {
+            steps[i - 1].barrier_after = true;
+            read.clear();
+            written.clear();
+        } else if i > 0 {
+            steps[i - 1].barrier_after = false;
+        }
+        read.extend(r);
+        written.extend(w);
+    }
+    if let Some(last) = steps.last_mut() {
+        last.barrier_after = false;
+    }
 }
 
 /// Regions a step reads and writes (for the one-op no-aliasing rule).

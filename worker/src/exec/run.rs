@@ -55,7 +55,7 @@ impl Ctx<'_> {
     }
 }
 
-fn weights<'w, T: super::shared::Pod>(w: Option<&'w [u8]>) -> Result<&'w [T], String> {
+fn weights<T: super::shared::Pod>(w: Option<&[u8]>) -> Result<&[T], String> {
     let w = w.ok_or("weights are not loaded")?;
     cast::<T>(w).ok_or_else(|| "weights are misaligned".to_string())
 }
@@ -371,9 +371,9 @@ pub(crate) fn run_step(
                 )
                 .map_err(kerr)?;
                 let ix = c.view.own::<f32>(*ix_region, 4 * b * top, *top)?;
-                for e in 0..*top {
+                for (e, slot) in ix.iter_mut().enumerate() {
                     c.view.own::<f32>(out.region, out.row(e, b), 1)?[0] = scratch.f32s[e];
-                    ix[e] = scratch.u32s[e] as f32;
+                    *slot = scratch.u32s[e] as f32;
                 }
             }
         }

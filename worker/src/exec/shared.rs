@@ -17,8 +17,10 @@
 //! 2. threads running an op call the same kernel with the same sizes and `n_threads` and a
 //!    distinct `thread_index`, so their writes fall on disjoint items (the kernels' split
 //!    contract), or they write whole rows that the runner assigns to one thread only;
-//! 3. a barrier separates consecutive ops, and the pool's start/finish barriers separate a
-//!    segment from everything the owning thread does with `&mut` access between segments.
+//! 3. a barrier separates two ops whenever one writes a region the other reads or writes (ops
+//!    without such a hazard may run back to back), and the pool's start/finish barriers
+//!    separate a segment from everything the owning thread does with `&mut` access between
+//!    segments.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ptr::NonNull;
@@ -47,7 +49,9 @@ unsafe impl Pod for BlockQ80 {}
 /// Reinterprets bytes as `T`s; `None` if the slice is misaligned for `T` or not whole `T`s.
 pub(crate) fn cast<T: Pod>(bytes: &[u8]) -> Option<&[T]> {
     let size = std::mem::size_of::<T>();
-    if bytes.len() % size != 0 || bytes.as_ptr() as usize % std::mem::align_of::<T>() != 0 {
+    if !bytes.len().is_multiple_of(size)
+        || !(bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>())
+    {
         return None;
     }
     // SAFETY: the pointer is aligned for `T` and `len/size` `T`s fit inside `bytes` (checked
@@ -59,7 +63,9 @@ pub(crate) fn cast<T: Pod>(bytes: &[u8]) -> Option<&[T]> {
 /// Mutable [`cast`].
 pub(crate) fn cast_mut<T: Pod>(bytes: &mut [u8]) -> Option<&mut [T]> {
     let size = std::mem::size_of::<T>();
-    if bytes.len() % size != 0 || bytes.as_ptr() as usize % std::mem::align_of::<T>() != 0 {
+    if !bytes.len().is_multiple_of(size)
+        || !(bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>())
+    {
         return None;
     }
     // SAFETY: as in `cast`; the exclusive borrow of `bytes` moves into the result.
@@ -157,7 +163,7 @@ impl<'a> View<'a> {
     /// For as long as views of `regions` are in use by several threads, the callers must follow
     /// the discipline of the module docs: per op, read and write sets of regions are disjoint;
     /// concurrent writes to one region are to disjoint items (kernel thread split, or rows owned
-    /// by one thread); a barrier separates ops.
+    /// by one thread); a barrier separates ops with a read/write or write/write hazard.
     pub(crate) unsafe fn new(regions: &'a [SharedRegion]) -> View<'a> {
         View { regions }
     }
@@ -178,7 +184,7 @@ impl<'a> View<'a> {
                 r.0.len
             ));
         }
-        if byte_off % std::mem::align_of::<T>() != 0 {
+        if !byte_off.is_multiple_of(std::mem::align_of::<T>()) {
             return Err(format!(
                 "offset {byte_off} of region {region} is misaligned"
             ));

@@ -97,7 +97,7 @@ fn row_slice(
     d: u32,
     what: &str,
 ) -> Result<RowSlice, GraphError> {
-    need(d % n_nodes == 0, || {
+    need(d.is_multiple_of(n_nodes), || {
         format!("{what}: {d} output rows cannot be split over {n_nodes} nodes")
     })?;
     Ok(RowSlice {
@@ -115,7 +115,7 @@ fn col_slice(
     d: u32,
     what: &str,
 ) -> Result<ColSlice, GraphError> {
-    need(n % n_nodes == 0, || {
+    need(n.is_multiple_of(n_nodes), || {
         format!("{what}: {n} input columns cannot be split over {n_nodes} nodes")
     })?;
     let n0 = n / n_nodes;
@@ -250,7 +250,7 @@ pub fn build_llm_net(
         format!("q_dim {q_dim} / kv_dim {kv_dim} cannot be split over {n_nodes} nodes")
     })?;
     need(
-        (q_dim / n_nodes) % 2 == 0 && (kv_dim / n_nodes) % 2 == 0,
+        (q_dim / n_nodes).is_multiple_of(2) && (kv_dim / n_nodes).is_multiple_of(2),
         || "each node's q and kv slices must have an even length".into(),
     )?;
     if is_moe {
@@ -999,7 +999,7 @@ fn rope_slice(
             s.q_dim_end = s.q_dim_start + q_dim0;
             s.q_shift = s.q_dim_start - s.kv_dim_start;
             s.slice_dim = s.q_dim_end - s.kv_dim_start;
-            need(s.slice_dim % 2 == 0, || {
+            need(s.slice_dim.is_multiple_of(2), || {
                 "rope slice_dim must be even".into()
             })?;
             s.cache_size = Size3D::d2(FloatType::F32, seq_len, s.slice_dim)?;

@@ -296,6 +296,20 @@ impl RemoteCluster {
         Ok(&lg[row * vocab..(row + 1) * vocab])
     }
 
+    /// Writes raw bytes to worker node `node` (protocol tests: a hostile or broken root).
+    #[doc(hidden)]
+    pub fn send_raw_to_worker(&mut self, node: usize, bytes: &[u8]) -> Result<(), NetError> {
+        self.links.stream(node)?.write_all(bytes)?;
+        Ok(())
+    }
+
+    /// Closes every socket without the stop packet, as a root that crashes would; the workers
+    /// notice the closed sockets and go back to listening.
+    pub fn abandon(mut self) {
+        self.stopped = true;
+        self.links.close();
+    }
+
     /// Sends the stop packet to every worker and closes the sockets (also done on drop).
     pub fn stop(&mut self) {
         if self.stopped {

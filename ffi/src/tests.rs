@@ -1,12 +1,12 @@
 //! The exported functions called from Rust the way C calls them: raw pointers, several threads
 //! on one output buffer. Small sizes so that Miri can check the pointer handling
-//! (`cargo +nightly miri test -p airllm-ffi --test abi`); the full numerical comparison is the
-//! C++ suite in `cpp-tests`.
+//! (`cargo +nightly miri test -p airllm-ffi --lib`); the full numerical comparison is the C++
+//! suite in `cpp-tests`.
 
 use std::ffi::CStr;
 use std::thread;
 
-use airllm_kernels::*;
+use crate::*;
 
 /// The pointer of a shared output, movable into threads (C++ threads just share it).
 #[derive(Clone, Copy)]
