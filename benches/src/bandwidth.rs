@@ -31,6 +31,17 @@ pub struct Bandwidth {
 }
 
 impl Bandwidth {
+    /// The higher figure of two probes for each thread count (a shared machine's load only
+    /// ever lowers a probe).
+    pub fn max(&self, other: &Bandwidth) -> Bandwidth {
+        Bandwidth {
+            one_thread: self.one_thread.max(other.one_thread),
+            all_threads: self.all_threads.max(other.all_threads),
+            threads: self.threads,
+            bytes: self.bytes,
+        }
+    }
+
     /// The bandwidth for `threads` (1 or the all-threads figure).
     pub fn for_threads(&self, threads: usize) -> f64 {
         if threads <= 1 {

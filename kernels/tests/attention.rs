@@ -232,8 +232,8 @@ fn error_paths() {
         let s = shape(4, 2, 8, 4);
         let q = vec![0.0f32; 32];
         let cache = vec![0.0f32; 4 * 16];
-        let mut y = vec![0.0f32; 32];
-        let mut att = vec![0.0f32; 16];
+        let mut y = [0.0f32; 32];
+        let mut att = [0.0f32; 16];
         let mut run = |s: &AttentionShape,
                        pos: usize,
                        att_len: usize,

@@ -189,9 +189,9 @@ fn malformed_headers_give_the_right_error() {
         })
     );
 
-    for size in [-8, 0, 7, 12, 8 + 8 * 65] {
+    for size in [-8i32, 0, 7, 12, 8 + 8 * 65] {
         let mut b = good.clone();
-        b[4..8].copy_from_slice(&(size as i32).to_le_bytes());
+        b[4..8].copy_from_slice(&size.to_le_bytes());
         assert_eq!(
             parse(&b),
             Err(HeaderError::BadHeaderSize(size)),

@@ -219,8 +219,13 @@ fn rogue_root(addr: &WorkerAddr, m: &ModelFile, stage: usize) {
 /// A root that completes the setup with real weights, then sends one bad control packet.
 fn rogue_root_control(addr: &WorkerAddr, m: &Arc<ModelFile>, bad: Control) {
     let opts = root_opts(m.header().weight_type);
-    let mut c =
-        RemoteCluster::connect(Arc::clone(m), &[addr.clone()], &opts, &mut |_, _| {}).unwrap();
+    let mut c = RemoteCluster::connect(
+        Arc::clone(m),
+        std::slice::from_ref(addr),
+        &opts,
+        &mut |_, _| {},
+    )
+    .unwrap();
     // `forward` refuses such packets, so write the bytes straight to the worker's socket.
     c.send_raw_to_worker(1, &bad.to_bytes()).unwrap();
     c.abandon();
@@ -239,7 +244,7 @@ fn worker_survives_roots_that_vanish_then_serves_the_next() {
         let opts = root_opts(FloatType::Q40);
         let mut c = RemoteCluster::connect(
             Arc::clone(&m),
-            &[worker.addr.clone()],
+            std::slice::from_ref(&worker.addr),
             &opts,
             &mut |_, _| {},
         )
@@ -265,7 +270,7 @@ fn worker_survives_roots_that_vanish_then_serves_the_next() {
     let opts = root_opts(FloatType::Q40);
     let mut c = RemoteCluster::connect(
         Arc::clone(&m),
-        &[worker.addr.clone()],
+        std::slice::from_ref(&worker.addr),
         &opts,
         &mut |_, _| {},
     )

@@ -4,8 +4,11 @@ use crate::{split, KernelError, Kernels, Out};
 
 /// Batch rows handed to one batched table call; larger batches are done in groups.
 const BATCH_GROUP: usize = 32;
-/// Floats in the per-call tile a batched call writes before it is scattered to the batch rows.
+/// Floats in the per-call tile a batched F32 call writes before it is scattered to the batch rows.
 const TILE: usize = 2048;
+/// The same for Q80 × Q40 (16 KiB: 128 weight rows at the full batch group), large enough that
+/// the per-call activation re-layout is spread over many rows.
+const TILE_Q40: usize = 4096;
 
 impl Kernels {
     /// `out[r] = Σ_j W[r][j] · x[j]` for Q80 `x` (`n/32` blocks) and Q40 weights stored as `d`
@@ -53,7 +56,7 @@ impl Kernels {
             (self.table.matmul_q80_q40)(out.part(rows), x, w);
             return Ok(());
         }
-        batched(&mut out, d, rows, b, |tile, b0, bc, r0, rc| {
+        batched::<TILE_Q40>(&mut out, d, rows, b, |tile, b0, bc, r0, rc| {
             (self.table.matmul_q80_q40_batch)(
                 tile,
                 &x[b0 * nb..(b0 + bc) * nb],
@@ -105,7 +108,7 @@ impl Kernels {
             (self.table.matmul_f32)(out.part(rows), x, w);
             return Ok(());
         }
-        batched(&mut out, d, rows, b, |tile, b0, bc, r0, rc| {
+        batched::<TILE>(&mut out, d, rows, b, |tile, b0, bc, r0, rc| {
             (self.table.matmul_f32_batch)(
                 tile,
                 &x[b0 * n..(b0 + bc) * n],
@@ -117,23 +120,23 @@ impl Kernels {
     }
 }
 
-/// Runs a batched kernel over this thread's `rows` of a `b × d` output in tiles: `kernel(tile,
+/// Runs a batched kernel over this thread's `rows` of a `b × d` output in tiles of `T` floats: `kernel(tile,
 /// b0, bc, r0, rc)` fills `tile` (`bc × rc`, batch-major) for batch rows `b0..b0+bc` and
 /// thread-local weight rows `r0..r0+rc`; each tile row is then copied to its batch row. The
 /// tile keeps every write inside this thread's share of `out`.
-fn batched(
+fn batched<const T: usize>(
     out: &mut Out<'_, f32>,
     d: usize,
     rows: core::ops::Range<usize>,
     b: usize,
     mut kernel: impl FnMut(&mut [f32], usize, usize, usize, usize),
 ) {
-    let mut tile = [0.0f32; TILE];
+    let mut tile = [0.0f32; T];
     let n_rows = rows.len();
     let mut b0 = 0;
     while b0 < b {
         let bc = BATCH_GROUP.min(b - b0);
-        let rows_per_tile = (TILE / bc).max(1);
+        let rows_per_tile = (T / bc).max(1);
         let mut r0 = 0;
         while r0 < n_rows {
             let rc = rows_per_tile.min(n_rows - r0);

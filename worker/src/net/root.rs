@@ -344,20 +344,6 @@ fn active_bytes(h: &crate::model::ModelHeader, expert: bool, len: usize) -> u64 
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::WorkerAddr;
-
-    #[test]
-    fn worker_addresses_parse() {
-        let a: WorkerAddr = "127.0.0.1:9999".parse().unwrap();
-        assert_eq!((a.host.as_str(), a.port), ("127.0.0.1", 9999));
-        assert!("127.0.0.1".parse::<WorkerAddr>().is_err());
-        assert!(":80".parse::<WorkerAddr>().is_err());
-        assert!("h:99999".parse::<WorkerAddr>().is_err());
-    }
-}
-
 impl Cluster for RemoteCluster {
     fn model(&self) -> &ModelFile {
         RemoteCluster::model(self)
@@ -370,5 +356,19 @@ impl Cluster for RemoteCluster {
     }
     fn logits(&mut self, row: usize) -> Result<&[f32], InferError> {
         RemoteCluster::logits(self, row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WorkerAddr;
+
+    #[test]
+    fn worker_addresses_parse() {
+        let a: WorkerAddr = "127.0.0.1:9999".parse().unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("127.0.0.1", 9999));
+        assert!("127.0.0.1".parse::<WorkerAddr>().is_err());
+        assert!(":80".parse::<WorkerAddr>().is_err());
+        assert!("h:99999".parse::<WorkerAddr>().is_err());
     }
 }

@@ -46,6 +46,10 @@ const _: () = assert!(TWO_POW_112 == (1u128 << 112) as f32);
 /// Rows ahead whose weights the batched kernel prefetches.
 const BATCH_PREFETCH_ROWS: usize = 4;
 
+/// Accumulator registers of the batched kernel's row sub-tile (stack: 16 KiB): 256 rows of up
+/// to 16 vectors or 128 rows of up to 32.
+const BATCH_ACC: usize = 256;
+
 /// Vector groups of 16 in the largest batch.
 const G16: usize = MAX_BATCH / 16;
 
@@ -176,7 +180,7 @@ fn step_one(acc: f32, wb: &BlockQ40, xb: &BlockQ80) -> f32 {
 /// `$bdot` the lane-per-vector block dot of a broadcast weight block.
 macro_rules! q80_q40_kernels {
     ($feat:literal, $single:ident, $single_tf:ident, $batch:ident, $batch_tf:ident,
-     $dot:ident, $bdot:ident) => {
+     $rows_tf:ident, $dot:ident, $step:ident, $fin:ident) => {
         pub(crate) fn $single(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40]) {
             // SAFETY: this entry is only in the AVX-512 table for its feature set, which
             // `Impl::table` hands out after the CPU check for exactly these features.
@@ -355,64 +359,105 @@ macro_rules! q80_q40_kernels {
                 dx: [zero; BCHUNK * G16],
                 corr: [zero; BCHUNK * G16],
             };
-            let mut c0 = 0;
-            while c0 < nb {
-                let cn = BCHUNK.min(nb - c0);
-                prepare_batch16(&mut bx, x, nb, b, c0, cn);
-                prefetch_next_pass(w, rows, nb, c0 + cn);
-                for r in 0..rows {
-                    let wrow = &w[r * nb + c0..r * nb + c0 + cn];
-                    // A pass reads only `cn` blocks per row: fetch a later row's ahead so the
-                    // short, strided segments do not wait on memory one by one.
-                    if let Some(ahead) = w.get((r + BATCH_PREFETCH_ROWS) * nb + c0..) {
-                        let a = ahead.as_ptr().cast::<u8>();
-                        for line in 0..(cn * core::mem::size_of::<BlockQ40>()).div_ceil(64) {
-                            _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(64 * line).cast());
-                        }
+            // Row-major accumulators (`groups` registers per row) for a sub-tile of rows, so a
+            // pass resumes each row with whole-register loads; the batch-major `out` is written
+            // once per sub-tile.
+            let mut acc = [_mm512_setzero_ps(); BATCH_ACC];
+            let tile_rows = BATCH_ACC / groups;
+            let mut t0 = 0;
+            while t0 < rows {
+                let tr = tile_rows.min(rows - t0);
+                let wt = &w[t0 * nb..(t0 + tr) * nb];
+                acc[..tr * groups].fill(_mm512_setzero_ps());
+                let mut c0 = 0;
+                while c0 < nb {
+                    let cn = BCHUNK.min(nb - c0);
+                    prepare_batch16(&mut bx, x, nb, b, c0, cn);
+                    prefetch_next_pass(wt, tr, nb, c0 + cn);
+                    let mut r = 0;
+                    while r + 2 <= tr {
+                        $rows_tf::<2>(&mut acc, &bx, wt, nb, r, c0, cn, groups);
+                        r += 2;
                     }
-                    let mut acc = [_mm512_setzero_ps(); G16];
-                    if c0 > 0 {
-                        for (g, a) in acc.iter_mut().enumerate().take(groups) {
-                            let mut t = [0.0f32; 16];
-                            for (l, v) in t.iter_mut().enumerate() {
-                                *v = out[(g * 16 + l).min(b - 1) * rows + r];
-                            }
-                            // SAFETY: `t` is 16 floats.
-                            *a = unsafe { _mm512_loadu_ps(t.as_ptr()) };
-                        }
+                    if r < tr {
+                        $rows_tf::<1>(&mut acc, &bx, wt, nb, r, c0, cn, groups);
                     }
-                    // Unpacked first, so the block loop broadcasts 4-byte groups straight
-                    // from memory instead of shuffling them out of a register.
-                    let mut unpacked = [[0i32; 8]; BCHUNK];
-                    for (u, wb) in unpacked.iter_mut().zip(wrow) {
-                        // SAFETY: `qs` is 16 bytes, `u` 32.
-                        unsafe {
-                            _mm256_storeu_si256(u.as_mut_ptr().cast(), nibbles(wb.qs.as_ptr()))
-                        };
-                    }
-                    for (j, wb) in wrow.iter().enumerate() {
-                        let wq = &unpacked[j];
-                        let dw = _mm512_set1_ps(f16_value(wb.d));
-                        for (g, a) in acc.iter_mut().enumerate().take(groups) {
-                            let sv = j * G16 + g;
-                            let xt = &bx.xt[sv * 8..sv * 8 + 8];
-                            let dot = _mm512_sub_epi32($bdot(wq, xt), bx.corr[sv]);
-                            let sc = _mm512_mul_ps(dw, _mm512_castsi512_ps(bx.dx[sv]));
-                            *a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sc, *a);
-                        }
-                    }
-                    for (g, a) in acc.iter().enumerate().take(groups) {
+                    c0 += cn;
+                }
+                for r in 0..tr {
+                    for g in 0..groups {
                         let mut t = [0.0f32; 16];
                         // SAFETY: `t` is 16 floats.
-                        unsafe { _mm512_storeu_ps(t.as_mut_ptr(), *a) };
-                        for (l, v) in t.iter().enumerate() {
-                            if g * 16 + l < b {
-                                out[(g * 16 + l) * rows + r] = *v;
-                            }
+                        unsafe { _mm512_storeu_ps(t.as_mut_ptr(), acc[r * groups + g]) };
+                        for (l, v) in t.iter().enumerate().take(b - g * 16) {
+                            out[(g * 16 + l) * rows + t0 + r] = *v;
                         }
                     }
                 }
-                c0 += cn;
+                t0 += tr;
+            }
+        }
+
+        /// Blocks `c0..c0+cn` of rows `r..r+R` of `w` against the prepared batch, into the
+        /// row-major accumulators `acc[row · groups + g]`. `R` rows share each activation load.
+        #[allow(clippy::too_many_arguments)]
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn $rows_tf<const R: usize>(
+            acc: &mut [__m512; BATCH_ACC],
+            bx: &BatchX16,
+            w: &[BlockQ40],
+            nb: usize,
+            r: usize,
+            c0: usize,
+            cn: usize,
+            groups: usize,
+        ) {
+            let wrows: [&[BlockQ40]; R] =
+                core::array::from_fn(|i| &w[(r + i) * nb + c0..(r + i) * nb + c0 + cn]);
+            // A pass reads only `cn` blocks per row: fetch later rows' ahead so the short,
+            // strided segments do not wait on memory one by one.
+            for i in 0..R {
+                if let Some(ahead) = w.get((r + i + BATCH_PREFETCH_ROWS) * nb + c0..) {
+                    let a = ahead.as_ptr().cast::<u8>();
+                    for line in 0..(cn * core::mem::size_of::<BlockQ40>()).div_ceil(64) {
+                        _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(64 * line).cast());
+                    }
+                }
+            }
+            // Unpacked first, so the block loop broadcasts 4-byte groups straight from memory
+            // instead of shuffling them out of a register.
+            let mut unpacked = [[[0i32; 8]; BCHUNK]; R];
+            for (u, wrow) in unpacked.iter_mut().zip(&wrows) {
+                for (ub, wb) in u.iter_mut().zip(wrow.iter()) {
+                    // SAFETY: `qs` is 16 bytes, `ub` 32.
+                    unsafe { _mm256_storeu_si256(ub.as_mut_ptr().cast(), nibbles(wb.qs.as_ptr())) };
+                }
+            }
+            for g in 0..groups {
+                let mut a: [__m512; R] = core::array::from_fn(|i| acc[(r + i) * groups + g]);
+                for j in 0..cn {
+                    let sv = j * G16 + g;
+                    let xt = &bx.xt[sv * 8..sv * 8 + 8];
+                    // Two chains per row halve the dependent-add path; integer sums are exact
+                    // in any order.
+                    let mut s = [[_mm512_setzero_si512(); 2]; R];
+                    for (k, &xk) in xt.iter().enumerate() {
+                        for i in 0..R {
+                            s[i][k % 2] =
+                                $step(s[i][k % 2], _mm512_set1_epi32(unpacked[i][j][k]), xk);
+                        }
+                    }
+                    for i in 0..R {
+                        let dot = _mm512_sub_epi32($fin(s[i][0], s[i][1]), bx.corr[sv]);
+                        let dw = _mm512_set1_ps(f16_value(wrows[i][j].d));
+                        let sc = _mm512_mul_ps(dw, _mm512_castsi512_ps(bx.dx[sv]));
+                        a[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sc, a[i]);
+                    }
+                }
+                for i in 0..R {
+                    acc[(r + i) * groups + g] = a[i];
+                }
             }
         }
     };
@@ -443,28 +488,33 @@ fn dot_vnni(n: __m512i, xlo: __m512i, xhi: __m512i) -> __m512i {
     )
 }
 
-/// Lane-per-vector unsigned-nibble block dot: each i16 lane sums 2 products per step, 16 over
-/// the block (≤ 16·15·128), then pairs are widened to i32.
+/// One lane-per-vector step of an unsigned-nibble block dot: each i16 lane adds 2 products.
+/// A chain takes 4 steps (≤ 8·15·128) and two chains are summed in i16 by [`fin_bw`].
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-fn bdot_bw(wq: &[i32; 8], xt: &[__m512i]) -> __m512i {
-    let mut s = _mm512_setzero_si512();
-    for (&wk, &xk) in wq.iter().zip(xt) {
-        s = _mm512_add_epi16(s, _mm512_maddubs_epi16(_mm512_set1_epi32(wk), xk));
-    }
-    _mm512_madd_epi16(s, _mm512_set1_epi16(1))
+fn step_bw(s: __m512i, w: __m512i, x: __m512i) -> __m512i {
+    _mm512_add_epi16(s, _mm512_maddubs_epi16(w, x))
 }
 
-/// Lane-per-vector unsigned-nibble block dot with `vpdpbusd`.
+/// The block dot from two [`step_bw`] chains: ≤ 16·15·128 per i16 lane, widened to i32.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+fn fin_bw(a: __m512i, b: __m512i) -> __m512i {
+    _mm512_madd_epi16(_mm512_add_epi16(a, b), _mm512_set1_epi16(1))
+}
+
+/// One lane-per-vector step of an unsigned-nibble block dot with `vpdpbusd`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn bdot_vnni(wq: &[i32; 8], xt: &[__m512i]) -> __m512i {
-    // Two chains halve the `vpdpbusd` latency path; integer sums are exact in any order.
-    let mut s = [_mm512_setzero_si512(); 2];
-    for (k, (&wk, &xk)) in wq.iter().zip(xt).enumerate() {
-        s[k % 2] = _mm512_dpbusd_epi32(s[k % 2], _mm512_set1_epi32(wk), xk);
-    }
-    _mm512_add_epi32(s[0], s[1])
+fn step_vnni(s: __m512i, w: __m512i, x: __m512i) -> __m512i {
+    _mm512_dpbusd_epi32(s, w, x)
+}
+
+/// The block dot from two [`step_vnni`] chains.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn fin_vnni(a: __m512i, b: __m512i) -> __m512i {
+    _mm512_add_epi32(a, b)
 }
 
 q80_q40_kernels!(
@@ -473,8 +523,10 @@ q80_q40_kernels!(
     q80_q40_bw,
     matmul_q80_q40_batch,
     q80_q40_batch_bw,
+    q80_q40_rows_bw,
     dot_bw,
-    bdot_bw
+    step_bw,
+    fin_bw
 );
 
 q80_q40_kernels!(
@@ -483,6 +535,8 @@ q80_q40_kernels!(
     q80_q40_vnni,
     matmul_q80_q40_batch_vnni,
     q80_q40_batch_vnni,
+    q80_q40_rows_vnni,
     dot_vnni,
-    bdot_vnni
+    step_vnni,
+    fin_vnni
 );
