@@ -8,6 +8,7 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
+use crate::api::packed::PackedQ40;
 use crate::block::{BlockQ40, BlockQ80};
 use crate::scalar::attention::AttHeads;
 use crate::KernelError;
@@ -23,6 +24,9 @@ pub(crate) struct Table {
     pub matmul_q80_q40: fn(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40]),
     /// `out` is `b × rows` (batch-major), `x` is `b × nb`, `w` is `rows × nb`.
     pub matmul_q80_q40_batch: fn(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40], b: usize),
+    /// `out` is whole groups of `PACK_ROWS` rows; `w` holds `out.len() / PACK_ROWS` groups of
+    /// `x.len()` packed blocks.
+    pub matmul_q80_q40_packed: fn(out: &mut [f32], x: &[BlockQ80], w: &[PackedQ40]),
     /// `out[r] = dot8(x, w[r])`; `w` holds `out.len()` rows of `x.len()` floats.
     pub matmul_f32: fn(out: &mut [f32], x: &[f32], w: &[f32]),
     /// `out` is `b × rows`, `x` is `b × n`, `w` is `rows × n`.

@@ -67,7 +67,9 @@ pub mod rope;
 mod scalar;
 mod split;
 
-pub use api::{AttentionShape, RopeSlice};
+pub use api::{
+    pack_q40_rows, packed_q40_len, unpack_q40_rows, AttentionShape, PackedQ40, RopeSlice, PACK_ROWS,
+};
 pub use block::{BlockQ40, BlockQ80, QK};
 pub use dispatch::{available, best, current, force, reset, Impl, Kernels};
 pub use error::KernelError;

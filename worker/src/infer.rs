@@ -340,6 +340,8 @@ pub trait Cluster {
     fn forward(&mut self, tokens: &[u32], start_pos: usize) -> Result<(), InferError>;
     /// The logits (`vocab_size` floats) of batch row `row` of the last forward pass.
     fn logits(&mut self, row: usize) -> Result<&[f32], InferError>;
+    /// Weight bytes all nodes read for one token.
+    fn weight_bytes_per_token(&self) -> u64;
 }
 
 impl Cluster for LocalCluster {
@@ -354,6 +356,9 @@ impl Cluster for LocalCluster {
     }
     fn logits(&mut self, row: usize) -> Result<&[f32], InferError> {
         LocalCluster::logits(self, row)
+    }
+    fn weight_bytes_per_token(&self) -> u64 {
+        LocalCluster::weight_bytes_per_token(self)
     }
 }
 

@@ -1,4 +1,5 @@
-//! `airllm`: run a distributed-llama model file locally, generate test models, or try a demo.
+//! `airllm`: run a distributed-llama model file locally or as the root of a cluster, serve as a
+//! worker for distributed-llama roots, generate test models, or try a demo.
 //!
 //! Flags follow the peer's `dllama` where they overlap.
 
@@ -10,9 +11,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use airllm_kernels::{Impl, Kernels};
 use airllm_worker::float_type::FloatType;
-use airllm_worker::infer::{default_sync_type, generate, ClusterOptions, LocalCluster};
+use airllm_worker::infer::{default_sync_type, generate, Cluster, ClusterOptions, LocalCluster};
 use airllm_worker::model::gen::{self, GenArch, GenOptions, Preset};
 use airllm_worker::model::ModelFile;
+use airllm_worker::net::root::{RemoteCluster, RootOptions, WorkerAddr};
+use airllm_worker::net::worker::{self as net_worker, WorkerOptions};
 use airllm_worker::sample::Sampler;
 use airllm_worker::tokenizer::Tokenizer;
 use anyhow::{bail, Context, Result};
@@ -38,6 +41,28 @@ enum Command {
     GenModel(GenModelArgs),
     /// Generate a small model into a cache folder (once) and run inference on it.
     Demo(DemoArgs),
+    /// Serve distributed-llama roots (C++ `dllama` or `airllm inference --workers`) as a worker.
+    Worker(WorkerArgs),
+}
+
+#[derive(Args)]
+struct WorkerArgs {
+    /// TCP port to listen on.
+    #[arg(long, default_value_t = 9990)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    host: String,
+    /// Kernel threads [default: all cores].
+    #[arg(long)]
+    nthreads: Option<usize>,
+    /// Kernel implementation [default: the fastest this CPU supports].
+    #[arg(long)]
+    kernels: Option<String>,
+    /// Seconds a read or write may stall during setup and inside a forward pass before the
+    /// session is dropped (waiting for the next token has no limit).
+    #[arg(long, default_value_t = 60)]
+    io_timeout: u64,
 }
 
 #[derive(Args, Clone)]
@@ -83,6 +108,10 @@ struct InferenceArgs {
     /// Last position to generate up to (prompt tokens included), as the peer's `--steps`.
     #[arg(long)]
     steps: usize,
+    /// Worker nodes (`host:port`, C++ `dllama worker` or `airllm worker`); this process is the
+    /// root, node 0, and worker `k` is node `k + 1`.
+    #[arg(long, num_args = 1..)]
+    workers: Vec<WorkerAddr>,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -188,7 +217,15 @@ impl LazyBar {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
-        Command::Inference(a) => inference(&a.model, &a.tokenizer, &a.prompt, a.steps, &a.run),
+        Command::Inference(a) => inference(
+            &a.model,
+            &a.tokenizer,
+            &a.prompt,
+            a.steps,
+            &a.workers,
+            &a.run,
+        ),
+        Command::Worker(a) => worker(&a),
         Command::GenModel(a) => gen_model(&a).map(|_| ()),
         Command::Demo(a) => demo(&a),
     };
@@ -226,6 +263,7 @@ fn inference(
     tokenizer: &Path,
     prompt: &str,
     steps: usize,
+    workers: &[WorkerAddr],
     a: &RunArgs,
 ) -> Result<()> {
     if steps == 0 {
@@ -268,15 +306,40 @@ fn inference(
         h.weight_type,
         file.bytes().len() as f64 / 1e6
     );
+    if !workers.is_empty() && a.nodes != 1 {
+        bail!("--nodes simulates a cluster in this process; it cannot be combined with --workers");
+    }
     eprintln!(
-        "run: {} node(s) × {} thread(s), {} kernels, {} sync",
-        opts.n_nodes,
+        "run: {} node(s) × {} thread(s), {} kernels, {} sync{}",
+        opts.n_nodes.max(workers.len() + 1),
         opts.n_threads,
         opts.kernels.imp(),
-        opts.sync_type
+        opts.sync_type,
+        if workers.is_empty() {
+            ""
+        } else {
+            ", workers over TCP"
+        }
     );
     let mut bar = LazyBar::new("loading");
-    let mut cluster = LocalCluster::new(Arc::clone(&file), &opts, &mut |d, t| bar.update(d, t))?;
+    let mut cluster: Box<dyn Cluster> = if workers.is_empty() {
+        Box::new(LocalCluster::new(Arc::clone(&file), &opts, &mut |d, t| {
+            bar.update(d, t)
+        })?)
+    } else {
+        let root = RootOptions {
+            n_threads: opts.n_threads,
+            sync_type: opts.sync_type,
+            kernels: opts.kernels,
+            io_timeout: Duration::from_secs(120),
+        };
+        Box::new(RemoteCluster::connect(
+            Arc::clone(&file),
+            workers,
+            &root,
+            &mut |d, t| bar.update(d, t),
+        )?)
+    };
     bar.finish();
 
     let seed = a.seed.unwrap_or_else(|| {
@@ -288,7 +351,7 @@ fn inference(
     let mut out = std::io::stdout();
     let _ = write!(out, "{prompt}");
     let _ = out.flush();
-    let (_, stats) = generate(&mut cluster, &tok, &mut sampler, prompt, steps, &mut |s| {
+    let (_, stats) = generate(&mut *cluster, &tok, &mut sampler, prompt, steps, &mut |s| {
         let _ = write!(out, "{s}");
         let _ = out.flush();
     })?;
@@ -385,5 +448,19 @@ fn demo(a: &DemoArgs) -> Result<()> {
     } else {
         gen_into(&dir, a.preset, a.arch, FloatType::Q40, 1)?
     };
-    inference(&model, &tokenizer, &a.prompt, a.steps, &a.run)
+    inference(&model, &tokenizer, &a.prompt, a.steps, &[], &a.run)
+}
+
+fn worker(a: &WorkerArgs) -> Result<()> {
+    let k = kernels(a.kernels.as_deref())?;
+    airllm_kernels::force(k.imp()).map_err(|e| anyhow::anyhow!("kernels: {e}"))?;
+    let opts = WorkerOptions {
+        n_threads: a
+            .nthreads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        io_timeout: Duration::from_secs(a.io_timeout.max(1)),
+        ..WorkerOptions::default()
+    };
+    net_worker::run(&a.host, a.port, &opts)
+        .with_context(|| format!("cannot serve on {}:{}", a.host, a.port))
 }

@@ -7,10 +7,12 @@ mod attention;
 mod matmul;
 mod moe;
 mod norm;
+pub(crate) mod packed;
 mod quant;
 mod rope;
 
 pub use attention::AttentionShape;
+pub use packed::{pack_q40_rows, packed_q40_len, unpack_q40_rows, PackedQ40, PACK_ROWS};
 pub use rope::RopeSlice;
 
 use crate::KernelError;

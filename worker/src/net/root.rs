@@ -357,6 +357,9 @@ impl Cluster for RemoteCluster {
     fn logits(&mut self, row: usize) -> Result<&[f32], InferError> {
         RemoteCluster::logits(self, row)
     }
+    fn weight_bytes_per_token(&self) -> u64 {
+        RemoteCluster::weight_bytes_per_token(self)
+    }
 }
 
 #[cfg(test)]

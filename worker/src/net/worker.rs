@@ -61,8 +61,13 @@ pub fn serve(listener: &TcpListener, opts: &WorkerOptions, stop: &AtomicBool) ->
     let addr = listener
         .local_addr()
         .map_or_else(|_| "?".into(), |a| a.to_string());
+    // Announce once per wait, not on every 200 ms poll of `stop`.
+    let mut announce = true;
     while !stop.load(Ordering::Relaxed) && opts.max_sessions.is_none_or(|m| ends.len() < m) {
-        println!("Listening on {addr}...");
+        if announce {
+            println!("Listening on {addr}...");
+            announce = false;
+        }
         let root = match accept(listener, Duration::from_millis(200)) {
             Ok(s) => s,
             Err(NetError::Protocol(_)) => continue, // accept timed out: check `stop` again
@@ -73,6 +78,7 @@ pub fn serve(listener: &TcpListener, opts: &WorkerOptions, stop: &AtomicBool) ->
             }
         };
         println!("⭕ The root node has connected");
+        announce = true;
         let end = match session(listener, root, opts) {
             Ok(()) => {
                 println!("🛑 Stop signal");

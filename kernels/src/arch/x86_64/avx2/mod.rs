@@ -19,6 +19,7 @@ pub(crate) static TABLE: Table = Table {
     dequantize_q40: quant::dequantize_q40,
     matmul_q80_q40: matmul::matmul_q80_q40,
     matmul_q80_q40_batch: matmul::matmul_q80_q40_batch,
+    matmul_q80_q40_packed: scalar::packed::matmul_q80_q40_packed,
     matmul_f32: matmul::matmul_f32,
     matmul_f32_batch: matmul::matmul_f32_batch,
     inv_rms: norm::inv_rms,

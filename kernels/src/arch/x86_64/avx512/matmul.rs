@@ -17,9 +17,12 @@
 //! eight row accumulators, blocks in order. All integer sums stay far inside their types (at
 //! most `32 · 15 · 128` per block), so the block dots are exact.
 //!
-//! Batch: activations transposed to one 32-bit lane per batch vector (see
-//! [`avx2::matmul::prepare_batch`]); each unpacked weight block is broadcast four bytes at a
-//! time against sixteen vectors, and the block dots come out lane-per-vector with no reduction.
+//! Batch: activations transposed to one 32-bit lane per batch vector, sixteen per register,
+//! once per pass of `BCHUNK` blocks for a sub-tile of up to 256 rows; each unpacked weight
+//! block is broadcast four bytes at a time against the vectors, two rows sharing every
+//! activation load, and the block dots come out lane-per-vector with no reduction. The row
+//! accumulators stay row-major on the stack across passes and are written to the batch-major
+//! output once per sub-tile.
 
 use core::arch::x86_64::*;
 
@@ -130,7 +133,8 @@ fn prepare(p: &mut Prep, x: &[BlockQ80], groups: usize) {
 
 /// Fills `bx` for blocks `c0..c0+cn` of the `b` vectors of `x` (`nb` blocks each), sixteen
 /// vectors per group (see `avx2::matmul::BatchX`), by gathering each 4-byte column of a block
-/// across the vectors. Lanes past the last vector repeat it; their results are never stored.
+/// across the vectors. `corr` holds `-8 · Σx`, the start of each block's dot chain. Lanes past
+/// the last vector repeat it; their results are never stored.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
 fn prepare_batch16(bx: &mut BatchX16, x: &[BlockQ80], nb: usize, b: usize, c0: usize, cn: usize) {
     let groups = b.div_ceil(16);
@@ -154,7 +158,10 @@ fn prepare_batch16(bx: &mut BatchX16, x: &[BlockQ80], nb: usize, b: usize, c0: u
                 bx.xt[sv * 8 + k] = col;
                 s16 = _mm512_add_epi16(s16, _mm512_maddubs_epi16(ones8, col));
             }
-            bx.corr[sv] = _mm512_slli_epi32::<3>(_mm512_madd_epi16(s16, ones16));
+            bx.corr[sv] = _mm512_sub_epi32(
+                _mm512_setzero_si512(),
+                _mm512_slli_epi32::<3>(_mm512_madd_epi16(s16, ones16)),
+            );
             // SAFETY: as above, bytes 0..4 (the scale and two values) of each block.
             let d = unsafe { _mm512_i32gather_epi32::<1>(idx, base.cast()) };
             bx.dx[sv] = _mm512_castps_si512(_mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)));
@@ -180,7 +187,7 @@ fn step_one(acc: f32, wb: &BlockQ40, xb: &BlockQ80) -> f32 {
 /// `$bdot` the lane-per-vector block dot of a broadcast weight block.
 macro_rules! q80_q40_kernels {
     ($feat:literal, $single:ident, $single_tf:ident, $batch:ident, $batch_tf:ident,
-     $rows_tf:ident, $dot:ident, $step:ident, $fin:ident) => {
+     $rows_tf:ident, $dot:ident, $bdot:ident) => {
         pub(crate) fn $single(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40]) {
             // SAFETY: this entry is only in the AVX-512 table for its feature set, which
             // `Impl::table` hands out after the CPU check for exactly these features.
@@ -439,17 +446,9 @@ macro_rules! q80_q40_kernels {
                 for j in 0..cn {
                     let sv = j * G16 + g;
                     let xt = &bx.xt[sv * 8..sv * 8 + 8];
-                    // Two chains per row halve the dependent-add path; integer sums are exact
-                    // in any order.
-                    let mut s = [[_mm512_setzero_si512(); 2]; R];
-                    for (k, &xk) in xt.iter().enumerate() {
-                        for i in 0..R {
-                            s[i][k % 2] =
-                                $step(s[i][k % 2], _mm512_set1_epi32(unpacked[i][j][k]), xk);
-                        }
-                    }
                     for i in 0..R {
-                        let dot = _mm512_sub_epi32($fin(s[i][0], s[i][1]), bx.corr[sv]);
+                        // The chain starts from `-8 · Σx`, the unsigned-nibble offset.
+                        let dot = $bdot(bx.corr[sv], &unpacked[i][j], xt);
                         let dw = _mm512_set1_ps(f16_value(wrows[i][j].d));
                         let sc = _mm512_mul_ps(dw, _mm512_castsi512_ps(bx.dx[sv]));
                         a[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sc, a[i]);
@@ -488,33 +487,29 @@ fn dot_vnni(n: __m512i, xlo: __m512i, xhi: __m512i) -> __m512i {
     )
 }
 
-/// One lane-per-vector step of an unsigned-nibble block dot: each i16 lane adds 2 products.
-/// A chain takes 4 steps (≤ 8·15·128) and two chains are summed in i16 by [`fin_bw`].
+/// `init` plus the lane-per-vector unsigned-nibble block dot of the broadcast weight bytes `wq`
+/// against `xt`: each i16 lane sums 2 products per step, 16 over the block (≤ 16·15·128), then
+/// pairs are widened to i32.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-fn step_bw(s: __m512i, w: __m512i, x: __m512i) -> __m512i {
-    _mm512_add_epi16(s, _mm512_maddubs_epi16(w, x))
+fn bdot_bw(init: __m512i, wq: &[i32; 8], xt: &[__m512i]) -> __m512i {
+    let mut s = _mm512_setzero_si512();
+    for (&wk, &xk) in wq.iter().zip(xt) {
+        s = _mm512_add_epi16(s, _mm512_maddubs_epi16(_mm512_set1_epi32(wk), xk));
+    }
+    _mm512_add_epi32(_mm512_madd_epi16(s, _mm512_set1_epi16(1)), init)
 }
 
-/// The block dot from two [`step_bw`] chains: ≤ 16·15·128 per i16 lane, widened to i32.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-fn fin_bw(a: __m512i, b: __m512i) -> __m512i {
-    _mm512_madd_epi16(_mm512_add_epi16(a, b), _mm512_set1_epi16(1))
-}
-
-/// One lane-per-vector step of an unsigned-nibble block dot with `vpdpbusd`.
+/// `init` plus the lane-per-vector unsigned-nibble block dot with `vpdpbusd`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn step_vnni(s: __m512i, w: __m512i, x: __m512i) -> __m512i {
-    _mm512_dpbusd_epi32(s, w, x)
-}
-
-/// The block dot from two [`step_vnni`] chains.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn fin_vnni(a: __m512i, b: __m512i) -> __m512i {
-    _mm512_add_epi32(a, b)
+fn bdot_vnni(init: __m512i, wq: &[i32; 8], xt: &[__m512i]) -> __m512i {
+    // One chain: its latency hides behind the other rows, groups and blocks in flight.
+    let mut s = init;
+    for (&wk, &xk) in wq.iter().zip(xt) {
+        s = _mm512_dpbusd_epi32(s, _mm512_set1_epi32(wk), xk);
+    }
+    s
 }
 
 q80_q40_kernels!(
@@ -525,8 +520,7 @@ q80_q40_kernels!(
     q80_q40_batch_bw,
     q80_q40_rows_bw,
     dot_bw,
-    step_bw,
-    fin_bw
+    bdot_bw
 );
 
 q80_q40_kernels!(
@@ -537,6 +531,5 @@ q80_q40_kernels!(
     q80_q40_batch_vnni,
     q80_q40_rows_vnni,
     dot_vnni,
-    step_vnni,
-    fin_vnni
+    bdot_vnni
 );

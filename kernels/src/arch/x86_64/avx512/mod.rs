@@ -4,6 +4,7 @@
 
 pub(crate) mod attention;
 pub(crate) mod matmul;
+pub(crate) mod packed;
 
 use super::avx2;
 use crate::dispatch::Table;
@@ -11,6 +12,7 @@ use crate::dispatch::Table;
 pub(crate) static TABLE: Table = Table {
     matmul_q80_q40: matmul::matmul_q80_q40,
     matmul_q80_q40_batch: matmul::matmul_q80_q40_batch,
+    matmul_q80_q40_packed: packed::matmul_q80_q40_packed,
     matmul_f32: matmul::matmul_f32,
     matmul_f32_batch: matmul::matmul_f32_batch,
     attention: attention::attention,
@@ -20,5 +22,6 @@ pub(crate) static TABLE: Table = Table {
 pub(crate) static TABLE_VNNI: Table = Table {
     matmul_q80_q40: matmul::matmul_q80_q40_vnni,
     matmul_q80_q40_batch: matmul::matmul_q80_q40_batch_vnni,
+    matmul_q80_q40_packed: packed::matmul_q80_q40_packed_vnni,
     ..TABLE
 };

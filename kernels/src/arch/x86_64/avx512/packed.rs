@@ -1,0 +1,152 @@
+//! AVX-512 Q80 × Q40 on row-group packed weights (see `api::packed`): one 32-bit lane per row
+//! of a sixteen-row group, so the block dots and the per-row FMA chain need no horizontal
+//! reduction and no shuffles.
+//!
+//! Per block: the four 64-byte nibble columns are split into low and high nibbles (unsigned
+//! bytes `0..=15`, elements `4m..4m+4` and `16+4m..16+4m+4` of every row) and multiplied
+//! against the matching four activation bytes broadcast to all lanes (`vpdpbusd`, or
+//! `vpmaddubsw` + `vpmaddwd` without VNNI). The sum starts from `-8 · Σx`, the unsigned-nibble
+//! offset, so it is the exact signed block dot (at most `32 · 15 · 128` in magnitude); the
+//! sixteen f16 row scales convert with one `vcvtph2ps`, are multiplied by the block's
+//! activation scale, and one FMA per block updates the sixteen row accumulators, blocks in
+//! order — the scalar reference's operations, lane by lane.
+
+use core::arch::x86_64::*;
+
+use super::super::avx2::matmul::q80_correction;
+use super::super::avx2::quant::f16_value;
+use crate::api::packed::{PackedQ40, PACK_ROWS};
+use crate::block::BlockQ80;
+
+/// Blocks of `x` whose scale and correction are prepared per pass (stack: 4 KiB).
+const CHUNK: usize = 512;
+/// Software prefetch distance in a group's weight stream, in packed blocks (288 bytes each).
+const PREFETCH_BLOCKS: usize = 48;
+
+/// Generates the packed kernel for one feature set; `$bdot(init, p, xq)` is `init` plus the
+/// sixteen rows' unsigned-nibble block dots of packed block `p` against activation bytes `xq`.
+macro_rules! packed_kernel {
+    ($feat:literal, $entry:ident, $tf:ident, $bdot:ident) => {
+        pub(crate) fn $entry(out: &mut [f32], x: &[BlockQ80], w: &[PackedQ40]) {
+            // SAFETY: this entry is only in the AVX-512 table for its feature set, which
+            // `Impl::table` hands out after the CPU check for exactly these features.
+            unsafe { $tf(out, x, w) }
+        }
+
+        #[target_feature(enable = $feat)]
+        fn $tf(out: &mut [f32], x: &[BlockQ80], w: &[PackedQ40]) {
+            let nb = x.len();
+            let groups = out.len() / PACK_ROWS;
+            if nb == 0 || groups == 0 {
+                out.fill(0.0);
+                return;
+            }
+            assert!(
+                w.len() >= groups * nb,
+                "weights shorter than groups × blocks"
+            );
+            let mut dx = [0.0f32; CHUNK];
+            let mut corr = [0i32; CHUNK];
+            let mut c0 = 0;
+            while c0 < nb {
+                let cn = CHUNK.min(nb - c0);
+                let xs = &x[c0..c0 + cn];
+                for (j, xb) in xs.iter().enumerate() {
+                    dx[j] = f16_value(xb.d);
+                    corr[j] = -q80_correction(xb);
+                }
+                for (g, o) in out.chunks_exact_mut(PACK_ROWS).enumerate() {
+                    let ws = &w[g * nb + c0..g * nb + c0 + cn];
+                    let mut acc = if c0 == 0 {
+                        _mm512_setzero_ps()
+                    } else {
+                        // SAFETY: `o` is 16 floats.
+                        unsafe { _mm512_loadu_ps(o.as_ptr()) }
+                    };
+                    for (j, (p, xb)) in ws.iter().zip(xs).enumerate() {
+                        // Prefetches never fault; past the group they fetch the next group.
+                        let ahead = (p as *const PackedQ40).wrapping_add(PREFETCH_BLOCKS);
+                        for line in 0..5 {
+                            _mm_prefetch::<_MM_HINT_T1>(
+                                ahead.cast::<u8>().wrapping_add(64 * line).cast(),
+                            );
+                        }
+                        let dot = $bdot(_mm512_set1_epi32(corr[j]), p, xb);
+                        // SAFETY: `d` is 16 f16 values (32 bytes).
+                        let dw =
+                            _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(p.d.as_ptr().cast()) });
+                        let sc = _mm512_mul_ps(dw, _mm512_set1_ps(dx[j]));
+                        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sc, acc);
+                    }
+                    // SAFETY: `o` is 16 floats.
+                    unsafe { _mm512_storeu_ps(o.as_mut_ptr(), acc) };
+                }
+                c0 += cn;
+            }
+        }
+    };
+}
+
+/// Column `m` of a packed block split into `[low nibbles, high nibbles]` as unsigned bytes.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+fn columns(p: &PackedQ40, m: usize) -> (__m512i, __m512i) {
+    // SAFETY: `qs` is 256 bytes and `m < 4`, so bytes `64m..64m+64` are inside it.
+    let v = unsafe { _mm512_loadu_si512(p.qs.as_ptr().add(64 * m).cast()) };
+    let mask = _mm512_set1_epi8(0x0F);
+    (
+        _mm512_and_si512(v, mask),
+        _mm512_and_si512(_mm512_srli_epi16::<4>(v), mask),
+    )
+}
+
+/// Activation bytes `4k..4k+4` of `xb`, broadcast to every 32-bit lane.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+fn xcol(xb: &BlockQ80, k: usize) -> __m512i {
+    let b = &xb.qs[4 * k..4 * k + 4];
+    _mm512_set1_epi32(i32::from_le_bytes([
+        b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8,
+    ]))
+}
+
+/// Block dots with `vpmaddubsw` + `vpmaddwd`: each i16 lane sums 2 products per step and 16
+/// over the block (≤ 16·15·128), then pairs are widened to i32.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+fn bdot_bw(init: __m512i, p: &PackedQ40, xb: &BlockQ80) -> __m512i {
+    let mut s = _mm512_setzero_si512();
+    for m in 0..4 {
+        let (lo, hi) = columns(p, m);
+        s = _mm512_add_epi16(s, _mm512_maddubs_epi16(lo, xcol(xb, m)));
+        s = _mm512_add_epi16(s, _mm512_maddubs_epi16(hi, xcol(xb, m + 4)));
+    }
+    _mm512_add_epi32(_mm512_madd_epi16(s, _mm512_set1_epi16(1)), init)
+}
+
+/// Block dots with `vpdpbusd`, low and high nibbles in two chains for a shorter latency path.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn bdot_vnni(init: __m512i, p: &PackedQ40, xb: &BlockQ80) -> __m512i {
+    let (mut a, mut b) = (init, _mm512_setzero_si512());
+    for m in 0..4 {
+        let (lo, hi) = columns(p, m);
+        a = _mm512_dpbusd_epi32(a, lo, xcol(xb, m));
+        b = _mm512_dpbusd_epi32(b, hi, xcol(xb, m + 4));
+    }
+    _mm512_add_epi32(a, b)
+}
+
+packed_kernel!(
+    "avx512f,avx512bw,avx512vl,avx2,fma,f16c",
+    matmul_q80_q40_packed,
+    packed_bw,
+    bdot_bw
+);
+
+packed_kernel!(
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+    matmul_q80_q40_packed_vnni,
+    packed_vnni,
+    bdot_vnni
+);
