@@ -2,7 +2,9 @@
 //!
 //! A sum over a buffer far larger than any cache, with 16 independent accumulators so the
 //! compiler turns it into a vector reduction with several loads in flight, on 1 thread and on
-//! every thread at once (each thread its own contiguous part).
+//! every thread at once (each thread its own contiguous part). On x86-64 the loop also
+//! prefetches 4 KiB ahead, as the matmul kernels do: without it a plain sequential sum reads
+//! 10–20 % slower than the kernels on some machines, and would understate what they can reach.
 
 use std::hint::black_box;
 use std::sync::Barrier;
@@ -52,11 +54,31 @@ impl Bandwidth {
     }
 }
 
+/// How far ahead the probe prefetches, in `u64`s (4 KiB).
+const PREFETCH_AHEAD: usize = 512;
+
+/// Asks for the cache line at `p` ahead of use.
+#[inline(always)]
+fn prefetch(p: *const u64) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
+    // SAFETY: `prefetcht0` (SSE, enabled by the cfg) is only a hint: it never faults and has no
+    // architectural effect for any address, so `p` may point anywhere, even past the buffer.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
+    let _ = p;
+}
+
 /// Wrapping sum of `x` (the value only keeps the loads alive).
 pub fn sum(x: &[u64]) -> u64 {
     let mut acc = [0u64; LANES];
     let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
+    for (i, c) in (&mut chunks).enumerate() {
+        // Two lines per step of 128 bytes; `wrapping_add` because the hint may point past the end.
+        let ahead = x.as_ptr().wrapping_add(i * LANES + PREFETCH_AHEAD);
+        prefetch(ahead);
+        prefetch(ahead.wrapping_add(8));
         for (a, v) in acc.iter_mut().zip(c) {
             *a = a.wrapping_add(*v);
         }

@@ -81,6 +81,18 @@ fn run_all(k: &Kernels) -> Vec<u32> {
             .unwrap()
     });
     all.extend(bits(&out));
+    // Packed weights: two groups of 16 rows (the 5-row matrix above repeated), split 3 ways.
+    let d16 = 2 * airllm_kernels::PACK_ROWS;
+    let wq16: Vec<BlockQ40> = wq.iter().cycle().take(d16 * n / 32).copied().collect();
+    let mut wp =
+        vec![airllm_kernels::PackedQ40::default(); d16 * n / 32 / airllm_kernels::PACK_ROWS];
+    airllm_kernels::pack_q40_rows(&wq16, n, d16, &mut wp).unwrap();
+    let mut outp = vec![0f32; d16];
+    split3(&mut outp, |o, nt, t| {
+        kq.matmul_q80_q40_packed(o, &xq[..n / 32], &wp, n, d16, nt, t)
+            .unwrap()
+    });
+    all.extend(bits(&outp));
     split3(&mut out[..d], |o, nt, t| {
         k.matmul_f32(o, &x[..n], &wf, n, d, nt, t).unwrap()
     });

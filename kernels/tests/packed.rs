@@ -156,7 +156,7 @@ fn errors(k: &Kernels) {
     let x = vec![BlockQ80::default(); 2];
     let p = vec![PackedQ40::default(); packed_q40_len(n, d).unwrap()];
     let mut out = vec![f32::NAN; d];
-    let mut call = |out: &mut [f32], x: &[BlockQ80], p: &[PackedQ40], n, d, nt, t| {
+    let call = |out: &mut [f32], x: &[BlockQ80], p: &[PackedQ40], n, d, nt, t| {
         k.matmul_q80_q40_packed(out, x, p, n, d, nt, t)
     };
     assert!(matches!(

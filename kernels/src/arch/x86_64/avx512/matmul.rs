@@ -19,7 +19,7 @@
 //!
 //! Batch: activations transposed to one 32-bit lane per batch vector, sixteen per register,
 //! once per pass of `BCHUNK` blocks for a sub-tile of up to 256 rows; each unpacked weight
-//! block is broadcast four bytes at a time against the vectors, two rows sharing every
+//! block is broadcast four bytes at a time against the vectors, eight rows sharing every
 //! activation load, and the block dots come out lane-per-vector with no reduction. The row
 //! accumulators stay row-major on the stack across passes and are written to the batch-major
 //! output once per sub-tile.
@@ -45,6 +45,8 @@ const PREFETCH: usize = 1152;
 /// `2^112`: rebases an f16 whose bits were shifted into f32 position (see the scale path).
 const TWO_POW_112: f32 = 5.192_297e33;
 const _: () = assert!(TWO_POW_112 == (1u128 << 112) as f32);
+// One 16-lane `vcvtph2ps` converts a batch pass's weight scales of one row.
+const _: () = assert!(BCHUNK == 16);
 
 /// Rows ahead whose weights the batched kernel prefetches.
 const BATCH_PREFETCH_ROWS: usize = 4;
@@ -382,12 +384,13 @@ macro_rules! q80_q40_kernels {
                     prepare_batch16(&mut bx, x, nb, b, c0, cn);
                     prefetch_next_pass(wt, tr, nb, c0 + cn);
                     let mut r = 0;
-                    while r + 2 <= tr {
-                        $rows_tf::<2>(&mut acc, &bx, wt, nb, r, c0, cn, groups);
-                        r += 2;
+                    while r + 8 <= tr {
+                        $rows_tf::<8>(&mut acc, &bx, wt, nb, r, c0, cn, groups);
+                        r += 8;
                     }
-                    if r < tr {
+                    while r < tr {
                         $rows_tf::<1>(&mut acc, &bx, wt, nb, r, c0, cn, groups);
+                        r += 1;
                     }
                     c0 += cn;
                 }
@@ -441,15 +444,31 @@ macro_rules! q80_q40_kernels {
                     unsafe { _mm256_storeu_si256(ub.as_mut_ptr().cast(), nibbles(wb.qs.as_ptr())) };
                 }
             }
+            // The rows' weight scales as f32, converted once for all groups.
+            let mut dws = [[0.0f32; BCHUNK]; R];
+            for (dw, wrow) in dws.iter_mut().zip(&wrows) {
+                let mut h = [0u16; BCHUNK];
+                for (hj, wb) in h.iter_mut().zip(wrow.iter()) {
+                    *hj = wb.d;
+                }
+                // SAFETY: `h` is 16 f16 values (32 bytes) and `dw` 16 floats.
+                unsafe {
+                    _mm512_storeu_ps(
+                        dw.as_mut_ptr(),
+                        _mm512_cvtph_ps(_mm256_loadu_si256(h.as_ptr().cast())),
+                    )
+                };
+            }
             for g in 0..groups {
                 let mut a: [__m512; R] = core::array::from_fn(|i| acc[(r + i) * groups + g]);
                 for j in 0..cn {
                     let sv = j * G16 + g;
                     let xt = &bx.xt[sv * 8..sv * 8 + 8];
-                    for i in 0..R {
-                        // The chain starts from `-8 · Σx`, the unsigned-nibble offset.
-                        let dot = $bdot(bx.corr[sv], &unpacked[i][j], xt);
-                        let dw = _mm512_set1_ps(f16_value(wrows[i][j].d));
+                    // Each chain starts from `-8 · Σx`, the unsigned-nibble offset.
+                    let dots =
+                        $bdot::<R>(bx.corr[sv], core::array::from_fn(|i| &unpacked[i][j]), xt);
+                    for (i, &dot) in dots.iter().enumerate() {
+                        let dw = _mm512_set1_ps(dws[i][j]);
                         let sc = _mm512_mul_ps(dw, _mm512_castsi512_ps(bx.dx[sv]));
                         a[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sc, a[i]);
                     }
@@ -487,27 +506,33 @@ fn dot_vnni(n: __m512i, xlo: __m512i, xhi: __m512i) -> __m512i {
     )
 }
 
-/// `init` plus the lane-per-vector unsigned-nibble block dot of the broadcast weight bytes `wq`
-/// against `xt`: each i16 lane sums 2 products per step, 16 over the block (≤ 16·15·128), then
-/// pairs are widened to i32.
+/// For each of `R` rows, `init` plus the lane-per-vector unsigned-nibble block dot of the
+/// broadcast weight bytes `wq[i]` against `xt`: each i16 lane sums 2 products per step, 16 over
+/// the block (≤ 16·15·128), then pairs are widened to i32.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-fn bdot_bw(init: __m512i, wq: &[i32; 8], xt: &[__m512i]) -> __m512i {
-    let mut s = _mm512_setzero_si512();
-    for (&wk, &xk) in wq.iter().zip(xt) {
-        s = _mm512_add_epi16(s, _mm512_maddubs_epi16(_mm512_set1_epi32(wk), xk));
+fn bdot_bw<const R: usize>(init: __m512i, wq: [&[i32; 8]; R], xt: &[__m512i]) -> [__m512i; R] {
+    let mut s = [_mm512_setzero_si512(); R];
+    for (k, &xk) in xt.iter().enumerate().take(8) {
+        for i in 0..R {
+            s[i] = _mm512_add_epi16(s[i], _mm512_maddubs_epi16(_mm512_set1_epi32(wq[i][k]), xk));
+        }
     }
-    _mm512_add_epi32(_mm512_madd_epi16(s, _mm512_set1_epi16(1)), init)
+    s.map(|v| _mm512_add_epi32(_mm512_madd_epi16(v, _mm512_set1_epi16(1)), init))
 }
 
-/// `init` plus the lane-per-vector unsigned-nibble block dot with `vpdpbusd`.
+/// For each of `R` rows, `init` plus the lane-per-vector unsigned-nibble block dot with
+/// `vpdpbusd`, one chain per row.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn bdot_vnni(init: __m512i, wq: &[i32; 8], xt: &[__m512i]) -> __m512i {
-    // One chain: its latency hides behind the other rows, groups and blocks in flight.
-    let mut s = init;
-    for (&wk, &xk) in wq.iter().zip(xt) {
-        s = _mm512_dpbusd_epi32(s, _mm512_set1_epi32(wk), xk);
+fn bdot_vnni<const R: usize>(init: __m512i, wq: [&[i32; 8]; R], xt: &[__m512i]) -> [__m512i; R] {
+    // The rows' chains interleave in program order so that many independent `vpdpbusd` are
+    // ready at once; integer sums are exact in any order.
+    let mut s = [init; R];
+    for (k, &xk) in xt.iter().enumerate().take(8) {
+        for i in 0..R {
+            s[i] = _mm512_dpbusd_epi32(s[i], _mm512_set1_epi32(wq[i][k]), xk);
+        }
     }
     s
 }

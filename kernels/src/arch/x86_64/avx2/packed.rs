@@ -1,0 +1,117 @@
+//! AVX2 Q80 × Q40 on row-group packed weights (see `api::packed`): each sixteen-row group is two
+//! halves of eight rows, one 32-bit lane per row, so neither the block dots nor the per-row FMA
+//! chain need a horizontal reduction.
+//!
+//! Per block and half: the four 32-byte nibble columns are split into low and high nibbles
+//! (unsigned bytes `0..=15`) and multiplied against the matching four activation bytes broadcast
+//! to every lane with `vpmaddubsw`; each i16 lane sums 16 products (≤ 16·15·128), `vpmaddwd`
+//! widens the pairs, and `-8 · Σx` (the unsigned-nibble offset) makes it the exact signed block
+//! dot. The eight f16 row scales convert with one `vcvtph2ps`, are multiplied by the block's
+//! activation scale, and one FMA per block updates the eight row accumulators, blocks in order:
+//! the scalar reference's operations, lane by lane.
+
+use core::arch::x86_64::*;
+
+use super::matmul::q80_correction;
+use super::quant::f16_value;
+use crate::api::packed::{PackedQ40, PACK_ROWS};
+use crate::block::BlockQ80;
+
+/// Blocks of `x` whose scale and correction are prepared per pass (stack: 4 KiB).
+const CHUNK: usize = 512;
+/// Software prefetch distance in a group's weight stream, in packed blocks (288 bytes each).
+const PREFETCH_BLOCKS: usize = 24;
+
+pub(crate) fn matmul_q80_q40_packed(out: &mut [f32], x: &[BlockQ80], w: &[PackedQ40]) {
+    // SAFETY: `avx2::TABLE` is only handed out by `Impl::table` after the CPU check for AVX2,
+    // FMA and F16C.
+    unsafe { packed_avx2(out, x, w) }
+}
+
+/// Activation bytes `4k..4k+4` of `xb`, broadcast to every 32-bit lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn xcol(xb: &BlockQ80, k: usize) -> __m256i {
+    let b = &xb.qs[4 * k..4 * k + 4];
+    _mm256_set1_epi32(i32::from_le_bytes([
+        b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8,
+    ]))
+}
+
+/// `corr` plus the block dots of rows `8h..8h+8` of packed block `p` against `xb`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn bdot(corr: __m256i, p: &PackedQ40, h: usize, xb: &BlockQ80) -> __m256i {
+    let mask = _mm256_set1_epi8(0x0F);
+    let mut s = _mm256_setzero_si256();
+    for m in 0..4 {
+        // SAFETY: `qs` is 256 bytes, `m < 4` and `h < 2`: bytes `64m + 32h .. +32` are inside.
+        let v = unsafe { _mm256_loadu_si256(p.qs.as_ptr().add(64 * m + 32 * h).cast()) };
+        let lo = _mm256_and_si256(v, mask);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(lo, xcol(xb, m)));
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(hi, xcol(xb, m + 4)));
+    }
+    _mm256_add_epi32(_mm256_madd_epi16(s, _mm256_set1_epi16(1)), corr)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn packed_avx2(out: &mut [f32], x: &[BlockQ80], w: &[PackedQ40]) {
+    let nb = x.len();
+    let groups = out.len() / PACK_ROWS;
+    if nb == 0 || groups == 0 {
+        out.fill(0.0);
+        return;
+    }
+    assert!(
+        w.len() >= groups * nb,
+        "weights shorter than groups × blocks"
+    );
+    let mut dx = [0.0f32; CHUNK];
+    let mut corr = [0i32; CHUNK];
+    let mut c0 = 0;
+    while c0 < nb {
+        let cn = CHUNK.min(nb - c0);
+        let xs = &x[c0..c0 + cn];
+        for (j, xb) in xs.iter().enumerate() {
+            dx[j] = f16_value(xb.d);
+            corr[j] = -q80_correction(xb);
+        }
+        for (g, o) in out.chunks_exact_mut(PACK_ROWS).enumerate() {
+            let ws = &w[g * nb + c0..g * nb + c0 + cn];
+            let mut acc = if c0 == 0 {
+                [_mm256_setzero_ps(); 2]
+            } else {
+                // SAFETY: `o` is 16 floats.
+                unsafe {
+                    [
+                        _mm256_loadu_ps(o.as_ptr()),
+                        _mm256_loadu_ps(o.as_ptr().add(8)),
+                    ]
+                }
+            };
+            for (j, (p, xb)) in ws.iter().zip(xs).enumerate() {
+                // Prefetches never fault; past the group they fetch the next group.
+                let ahead = (p as *const PackedQ40).wrapping_add(PREFETCH_BLOCKS);
+                for line in 0..5 {
+                    _mm_prefetch::<_MM_HINT_T1>(ahead.cast::<u8>().wrapping_add(64 * line).cast());
+                }
+                let c = _mm256_set1_epi32(corr[j]);
+                let sx = _mm256_set1_ps(dx[j]);
+                for (h, a) in acc.iter_mut().enumerate() {
+                    let dot = bdot(c, p, h, xb);
+                    // SAFETY: `d` is 16 f16 values; `h < 2` selects 8 of them (16 bytes).
+                    let dw =
+                        _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.d.as_ptr().add(8 * h).cast()) });
+                    *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, sx), *a);
+                }
+            }
+            // SAFETY: `o` is 16 floats.
+            unsafe {
+                _mm256_storeu_ps(o.as_mut_ptr(), acc[0]);
+                _mm256_storeu_ps(o.as_mut_ptr().add(8), acc[1]);
+            }
+        }
+        c0 += cn;
+    }
+}
