@@ -63,6 +63,9 @@ struct WorkerArgs {
     /// session is dropped (waiting for the next token has no limit).
     #[arg(long, default_value_t = 60)]
     io_timeout: u64,
+    /// Most memory (MB) a root's configs may ask for [default: the memory available now].
+    #[arg(long)]
+    max_memory_mb: Option<u64>,
 }
 
 #[derive(Args, Clone)]
@@ -460,6 +463,12 @@ fn worker(a: &WorkerArgs) -> Result<()> {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         io_timeout: Duration::from_secs(a.io_timeout.max(1)),
         ..WorkerOptions::default()
+    };
+    let opts = WorkerOptions {
+        max_memory: a
+            .max_memory_mb
+            .map_or(opts.max_memory, |mb| mb.saturating_mul(1 << 20)),
+        ..opts
     };
     net_worker::run(&a.host, a.port, &opts)
         .with_context(|| format!("cannot serve on {}:{}", a.host, a.port))

@@ -59,6 +59,7 @@ impl Worker {
             limits: Limits::default(),
             io_timeout: Duration::from_secs(5),
             max_sessions: Some(sessions),
+            max_memory: 1 << 30,
         };
         let handle = std::thread::spawn(move || serve(&listener, &opts, &s));
         Worker {
@@ -184,8 +185,12 @@ fn rogue_root(addr: &WorkerAddr, m: &ModelFile, stage: usize) {
     let mut ack = [0u8; 4];
     s.read_exact(&mut ack).unwrap();
     s.write_all(&ACK.to_le_bytes()).unwrap();
-    let h = m.header();
-    let llm = build_llm_net(h, 2, N_BATCHES, default_sync_type(h.weight_type)).unwrap();
+    let mut h = m.header().clone();
+    if stage == 3 {
+        // Configs whose KV caches alone need 2 GiB: refused before anything is allocated.
+        h.seq_len = 1 << 20;
+    }
+    let llm = build_llm_net(&h, 2, N_BATCHES, default_sync_type(h.weight_type)).unwrap();
     let net = net_config_bytes(&llm.net);
     if stage == 0 {
         s.write_all(&net[..net.len() / 2]).unwrap(); // mid-config
@@ -195,6 +200,11 @@ fn rogue_root(addr: &WorkerAddr, m: &ModelFile, stage: usize) {
     s.read_exact(&mut ack).unwrap();
     s.write_all(&node_config_bytes(&llm.nodes[1])).unwrap();
     s.read_exact(&mut ack).unwrap();
+    if stage == 3 {
+        // The worker refuses these configs after its ACK; it closes the connection.
+        let _ = s.read(&mut ack);
+        return;
+    }
     // One weight message, cut in the middle of its payload (mid-weights) ...
     let name = b"block_matmul_q\0";
     s.write_all(&(name.len() as u32).to_le_bytes()).unwrap();
@@ -235,8 +245,8 @@ fn rogue_root_control(addr: &WorkerAddr, m: &Arc<ModelFile>, bad: Control) {
 fn worker_survives_roots_that_vanish_then_serves_the_next() {
     let dir = tempfile::tempdir().unwrap();
     let m = model(dir.path(), GenArch::Llama, FloatType::Q40);
-    let worker = Worker::start(7);
-    for stage in 0..3 {
+    let worker = Worker::start(8);
+    for stage in 0..4 {
         rogue_root(&worker.addr, &m, stage);
     }
     // Mid-inference: a real root that disappears after one forward pass.
@@ -279,9 +289,16 @@ fn worker_survives_roots_that_vanish_then_serves_the_next() {
     c.stop();
     assert_eq!(rt, lt);
     let ends = worker.finish();
-    assert_eq!(ends.len(), 7);
-    for e in &ends[..6] {
+    assert_eq!(ends.len(), 8);
+    for e in &ends[..7] {
         assert!(matches!(e, SessionEnd::Failed(_)), "{ends:?}");
     }
-    assert!(matches!(ends[6], SessionEnd::Stopped), "{ends:?}");
+    let SessionEnd::Failed(e) = &ends[3] else {
+        unreachable!()
+    };
+    assert!(
+        e.to_string().contains("more than this worker may use"),
+        "{e}"
+    );
+    assert!(matches!(ends[7], SessionEnd::Stopped), "{ends:?}");
 }

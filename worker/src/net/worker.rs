@@ -32,6 +32,9 @@ pub struct WorkerOptions {
     pub io_timeout: Duration,
     /// Stop after this many root sessions (tests); `None` serves forever.
     pub max_sessions: Option<usize>,
+    /// Most bytes of buffers, pipes and weights a root may make this worker hold; a config
+    /// asking for more is refused before anything is allocated.
+    pub max_memory: u64,
 }
 
 impl Default for WorkerOptions {
@@ -41,6 +44,7 @@ impl Default for WorkerOptions {
             limits: Limits::default(),
             io_timeout: Duration::from_secs(60),
             max_sessions: None,
+            max_memory: available_memory().unwrap_or(16 << 30),
         }
     }
 }
@@ -168,13 +172,24 @@ fn run_session(links: &mut Links, w: usize, opts: &WorkerOptions) -> Result<(), 
             links.len()
         )));
     }
+    let required = net
+        .pipes
+        .iter()
+        .chain(&node.buffers)
+        .map(|b| b.size.n_bytes())
+        .chain(node.ops().map(|(_, op)| op.weight_size.n_bytes()))
+        .try_fold(0u64, u64::checked_add)
+        .ok_or_else(|| protocol("the configs ask for more memory than can be counted"))?;
+    println!("📀 RequiredMemory: {} MB", required / (1024 * 1024));
+    if required > opts.max_memory {
+        return Err(protocol(format!(
+            "the configs need {} MB, more than this worker may use ({} MB)",
+            required / (1024 * 1024),
+            opts.max_memory / (1024 * 1024)
+        )));
+    }
     let mut exec = Executor::new(&net, &node, opts.n_threads, Kernels::current())
         .map_err(|e| protocol(e.to_string()))?;
-    let weight_bytes: u64 = node.ops().map(|(_, op)| op.weight_size.n_bytes()).sum();
-    println!(
-        "📀 RequiredMemory: {} MB",
-        (exec.buffer_bytes() + weight_bytes) / (1024 * 1024)
-    );
     println!("🧠 CPU: {}", exec.kernels().imp());
 
     // Weights, streamed into the executor in bounded chunks.
@@ -244,4 +259,12 @@ fn run_session(links: &mut Links, w: usize, opts: &WorkerOptions) -> Result<(), 
             links.received / 1024
         );
     }
+}
+
+/// `MemAvailable` from `/proc/meminfo`, in bytes (Linux); `None` elsewhere.
+pub fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
 }
