@@ -1,5 +1,6 @@
-//! Criterion benchmarks of the matmuls: Q80×Q40 mat-vec and batched, and F32, for every
-//! available implementation, 1 thread and all threads, cache-resident and streaming weights.
+//! Criterion benchmarks of the matmuls: Q80×Q40 mat-vec and batched, the mat-vec on packed
+//! weights, and F32, for every available implementation, 1 thread and all threads,
+//! cache-resident and streaming weights.
 //!
 //! Ids read `IMPL/tTHREADS/REGIME/SHAPE` (shape `n×d` = inputs × outputs); run one with e.g.
 //! `cargo bench -p airllm-benches --bench matmul -- 'avx2/t1/stream'`.
@@ -8,11 +9,11 @@ mod common;
 
 use std::cell::{Cell, OnceCell};
 
-use airllm_benches::data::{f32_vec, q40_matrix, q80_vec, Copies};
+use airllm_benches::data::{f32_vec, pack_q40, q40_matrix, q80_vec, Copies};
 use airllm_benches::shapes::{self, MatShape};
 use airllm_benches::team::{run_many, Op, Outputs};
 use airllm_benches::{thread_counts, Regime};
-use airllm_kernels::{BlockQ40, BlockQ80, Impl, Kernels, QK};
+use airllm_kernels::{BlockQ40, BlockQ80, Impl, Kernels, PackedQ40, PACK_ROWS, QK};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 
 use common::{full, impls, slug};
@@ -131,6 +132,53 @@ fn matmul_q80_q40_batch(c: &mut Criterion) {
     );
 }
 
+/// `matmul_q80_q40_packed`: the mat-vec on weights packed in groups of 16 rows, throughput in
+/// the same Q40 bytes as the row-major group. By default the standard shapes, streaming only;
+/// the full run adds every model shape (all have `d` a multiple of 16) and the cache regime.
+fn matmul_q80_q40_packed(c: &mut Criterion) {
+    let (shapes, regimes): (Vec<MatShape>, &[Regime]) = if full() {
+        (shapes::all_shapes(), &Regime::ALL)
+    } else {
+        (shapes::standard_shapes(), &[Regime::Stream])
+    };
+    let mut g = c.benchmark_group("matmul_q80_q40_packed");
+    g.sampling_mode(SamplingMode::Flat);
+    for s in shapes.iter().filter(|s| s.d % PACK_ROWS == 0) {
+        let case = OnceCell::new();
+        g.throughput(Throughput::Bytes(
+            (s.d * s.n / QK * size_of::<BlockQ40>()) as u64,
+        ));
+        for imp in impls() {
+            for t in thread_counts() {
+                for &regime in regimes {
+                    let id = format!("{imp}/t{t}/{}/{}", regime.name(), slug(&s.label()));
+                    let next = Cell::new(0);
+                    g.bench_function(id, |bench| {
+                        let (w, x): &(Copies<PackedQ40>, Vec<BlockQ80>) = case.get_or_init(|| {
+                            let w = pack_q40(&q40_matrix(s.d, s.n, 11), s.n, s.d)
+                                .expect("d is a multiple of 16");
+                            (Copies::new(w, Regime::Stream), q80_vec(s.n, 12))
+                        });
+                        let k = Kernels::new(imp).expect("available");
+                        let mut outs = Outputs::new(s.d, 0);
+                        bench.iter_custom(|iters| {
+                            let first = next.get();
+                            next.set(first + iters as usize);
+                            run_many(k, t, &mut outs, first, iters, |i| Op::MatmulQ80Q40Packed {
+                                x,
+                                w: w.get(rotation(regime, i)),
+                                n: s.n,
+                                d: s.d,
+                            })
+                        })
+                    });
+                }
+            }
+        }
+    }
+    g.finish();
+}
+
 fn matmul_f32(c: &mut Criterion) {
     let mut g = c.benchmark_group("matmul_f32");
     g.sampling_mode(SamplingMode::Flat);
@@ -173,6 +221,6 @@ fn matmul_f32(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = common::config();
-    targets = matmul_q80_q40, matmul_q80_q40_batch, matmul_f32
+    targets = matmul_q80_q40, matmul_q80_q40_batch, matmul_q80_q40_packed, matmul_f32
 }
 criterion_main!(benches);

@@ -2,7 +2,9 @@
 //! activations, and pools of weight copies for the streaming regime.
 
 use airllm_kernels::block::f32_to_f16;
-use airllm_kernels::{BlockQ40, BlockQ80, Kernels, QK};
+use airllm_kernels::{
+    pack_q40_rows, packed_q40_len, BlockQ40, BlockQ80, KernelError, Kernels, PackedQ40, QK,
+};
 
 use crate::{Regime, STREAM_POOL_BYTES};
 
@@ -58,6 +60,15 @@ pub fn q40_matrix(rows: usize, n: usize, seed: u64) -> Vec<BlockQ40> {
             }
         })
         .collect()
+}
+
+/// The `d × n` row-major weights `w` in the packed layout of
+/// [`Kernels::matmul_q80_q40_packed`] (`d/16 · n/32` [`PackedQ40`]s). Fails unless `n` is a
+/// multiple of 32, `d` of [`airllm_kernels::PACK_ROWS`] and `w` holds `d · n/32` blocks.
+pub fn pack_q40(w: &[BlockQ40], n: usize, d: usize) -> Result<Vec<PackedQ40>, KernelError> {
+    let mut out = vec![PackedQ40::default(); packed_q40_len(n, d)?];
+    pack_q40_rows(w, n, d, &mut out)?;
+    Ok(out)
 }
 
 /// `len` random activations in `[-1, 1)` quantised to Q80 by the reference implementation
@@ -131,6 +142,23 @@ mod tests {
         let cache = Copies::new(base.clone(), Regime::Cache);
         assert_eq!(cache.copies(), 1);
         assert_eq!(cache.get(5), &base[..]);
+    }
+
+    #[test]
+    fn packed_weights_give_the_row_major_bits() {
+        let (n, d) = (128, 48);
+        let w = q40_matrix(d, n, 9);
+        let p = pack_q40(&w, n, d).unwrap();
+        let x = q80_vec(n, 10);
+        let k = Kernels::scalar();
+        let mut a = vec![0f32; d];
+        let mut b = vec![0f32; d];
+        k.matmul_q80_q40(&mut a[..], &x, &w, n, d, 1, 0).unwrap();
+        k.matmul_q80_q40_packed(&mut b[..], &x, &p, n, d, 1, 0)
+            .unwrap();
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a), bits(&b));
+        assert!(pack_q40(&w[..w.len() - n / QK], n, d - 1).is_err());
     }
 
     #[test]

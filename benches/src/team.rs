@@ -17,7 +17,7 @@ use std::sync::{Mutex, PoisonError};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use airllm_kernels::{AttentionShape, BlockQ40, BlockQ80, KernelError, Kernels, Out};
+use airllm_kernels::{AttentionShape, BlockQ40, BlockQ80, KernelError, Kernels, Out, PackedQ40};
 
 use crate::timing::{time_calls, Plan, Timing};
 
@@ -39,6 +39,18 @@ pub enum Op<'a> {
         d: usize,
         /// Batch rows.
         b: usize,
+    },
+    /// [`Kernels::matmul_q80_q40_packed`] into `out` (`d`): one vector, weights packed in
+    /// groups of 16 rows (threads split the `d / 16` groups, not the rows).
+    MatmulQ80Q40Packed {
+        /// `n/32` blocks.
+        x: &'a [BlockQ80],
+        /// `packed_q40_len(n, d)` groups of blocks.
+        w: &'a [PackedQ40],
+        /// Inputs.
+        n: usize,
+        /// Outputs, a multiple of 16.
+        d: usize,
     },
     /// [`Kernels::matmul_f32_batch`] into `out` (`b × d`).
     MatmulF32 {
@@ -73,6 +85,7 @@ impl Op<'_> {
     pub fn out_len(&self) -> usize {
         match *self {
             Op::MatmulQ80Q40 { d, b, .. } | Op::MatmulF32 { d, b, .. } => d.saturating_mul(b),
+            Op::MatmulQ80Q40Packed { d, .. } => d,
             Op::Attention { q, .. } => q.len(),
         }
     }
@@ -159,6 +172,9 @@ fn exec(
     match *op {
         Op::MatmulQ80Q40 { x, w, n, d, b } => {
             k.matmul_q80_q40_batch(out, x, w, n, d, b, n_threads, thread_index)
+        }
+        Op::MatmulQ80Q40Packed { x, w, n, d } => {
+            k.matmul_q80_q40_packed(out, x, w, n, d, n_threads, thread_index)
         }
         Op::MatmulF32 { x, w, n, d, b } => {
             k.matmul_f32_batch(out, x, w, n, d, b, n_threads, thread_index)
@@ -386,7 +402,7 @@ pub fn run_many<'d>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{f32_vec, q40_matrix, q80_vec};
+    use crate::data::{f32_vec, pack_q40, q40_matrix, q80_vec};
     use airllm_kernels::available;
 
     #[test]
@@ -394,6 +410,9 @@ mod tests {
         let (n, d) = (256, 203);
         let w = q40_matrix(d, n, 3);
         let wf = f32_vec(n * d, 4, -1.0, 1.0);
+        // 13 groups of 16 rows: thread shares of 2, 3 and 5 are uneven.
+        let dp = 208;
+        let wp = pack_q40(&q40_matrix(dp, n, 7), n, dp).unwrap();
         for b in [1, 3] {
             let x = q80_vec(n * b, 5);
             let xf = f32_vec(n * b, 6, -1.0, 1.0);
@@ -404,6 +423,12 @@ mod tests {
                     n,
                     d,
                     b,
+                },
+                Op::MatmulQ80Q40Packed {
+                    x: &x[..n / 32],
+                    w: &wp,
+                    n,
+                    d: dp,
                 },
                 Op::MatmulF32 {
                     x: &xf,

@@ -43,6 +43,54 @@ fn report_prints_a_table_and_writes_json() {
 }
 
 #[test]
+fn report_times_the_packed_layout_next_to_row_major() {
+    let json =
+        std::env::temp_dir().join(format!("kernel-report-packed-{}.json", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_kernel-report"))
+        .args([
+            "--quick",
+            "--no-scalar",
+            "--probe-mib",
+            "8",
+            "--filter",
+            "packed 2048x2048",
+            "--filter",
+            "stream",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .expect("run kernel-report");
+    let _ = std::fs::remove_file(&json);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = String::from_utf8(out.stdout).expect("utf-8 table");
+    let impls: Vec<_> = airllm_kernels::available()
+        .filter(|i| *i != airllm_kernels::Impl::Scalar)
+        .collect();
+    for imp in &impls {
+        let row = format!("| matmul_q80_q40_packed | 2048x2048 | {imp} | 1 | stream |");
+        assert!(md.contains(&row), "missing {row:?} in\n{md}");
+    }
+    assert!(!md.contains("| matmul_q80_q40 |"), "{md}");
+    // Only the packed layout ran: the all-threads target is judged on it alone.
+    if !impls.is_empty() {
+        assert!(
+            md.lines().any(
+                |l| l.contains("stream ≥ 0.90 of read bandwidth on every shape")
+                    && l.contains("row-major: –, packed: worst ")
+                    && (l.contains("**PASS**") || l.contains("**FAIL**"))
+            ),
+            "{md}"
+        );
+    }
+    assert!(md.contains("**not measured** Q80×Q40 mat-vec 4096x4096"));
+}
+
+#[test]
 fn report_rejects_unknown_arguments() {
     let out = Command::new(env!("CARGO_BIN_EXE_kernel-report"))
         .arg("--bogus")

@@ -6,7 +6,7 @@ use std::time::Duration;
 use airllm_kernels::{available, Impl};
 use criterion::Criterion;
 
-/// Short warm-up and measurement, 10 samples: the default run covers ~260 configurations and
+/// Short warm-up and measurement, 10 samples: the default run covers ~290 configurations and
 /// must stay within minutes on a small machine (`criterion_group!` applies the command-line
 /// options on top). `AIRLLM_BENCH_FULL=1` selects the full shape
 /// matrix (every model shape and regime); criterion's own filter (`cargo bench -- TEXT`)
