@@ -50,6 +50,10 @@ struct Worker {
 
 impl Worker {
     fn start(sessions: usize) -> Worker {
+        Worker::start_with_timeout(sessions, Duration::from_secs(5))
+    }
+
+    fn start_with_timeout(sessions: usize, io_timeout: Duration) -> Worker {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -57,7 +61,7 @@ impl Worker {
         let opts = WorkerOptions {
             n_threads: 2,
             limits: Limits::default(),
-            io_timeout: Duration::from_secs(5),
+            io_timeout,
             max_sessions: Some(sessions),
             max_memory: 1 << 30,
         };
@@ -301,4 +305,45 @@ fn worker_survives_roots_that_vanish_then_serves_the_next() {
         "{e}"
     );
     assert!(matches!(ends[7], SessionEnd::Stopped), "{ends:?}");
+}
+
+/// A root that connects and then says nothing, and one that stops in the middle of the
+/// handshake, cost the worker one I/O timeout each, not a hang; a good root follows.
+#[test]
+fn stalled_roots_time_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(dir.path(), GenArch::Llama, FloatType::Q40);
+    let worker = Worker::start_with_timeout(3, Duration::from_millis(500));
+    let silent = TcpStream::connect((worker.addr.host.as_str(), worker.addr.port)).unwrap();
+    let mut half = TcpStream::connect((worker.addr.host.as_str(), worker.addr.port)).unwrap();
+    half.write_all(&1u32.to_le_bytes()).unwrap(); // W, then nothing more
+    let t = std::time::Instant::now();
+    let opts = root_opts(FloatType::Q40);
+    let mut c = RemoteCluster::connect(
+        Arc::clone(&m),
+        std::slice::from_ref(&worker.addr),
+        &opts,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    c.forward(&[1], 0).unwrap();
+    c.stop();
+    assert!(
+        t.elapsed() < TIMEOUT,
+        "the stalled roots held the worker for {:?}",
+        t.elapsed()
+    );
+    let ends = worker.finish();
+    assert!(
+        matches!(
+            ends[..],
+            [
+                SessionEnd::Failed(_),
+                SessionEnd::Failed(_),
+                SessionEnd::Stopped
+            ]
+        ),
+        "{ends:?}"
+    );
+    drop((silent, half));
 }
