@@ -4,21 +4,11 @@
 
 mod common;
 
+use common::handle;
+
 use airllm_kernels::{BlockQ80, Impl, KernelError, Kernels};
 use common::{any_f32, bits, each_thread, f32_vec, moderate_vec, q80_blocks};
 use proptest::prelude::*;
-
-/// The handle for `imp`, or `None` (after checking that it is refused as unsupported) where
-/// this CPU cannot run it.
-fn handle(imp: Impl) -> Option<Kernels> {
-    match Kernels::new(imp) {
-        Ok(k) => Some(k),
-        Err(e) => {
-            assert_eq!(e, KernelError::Unsupported(imp));
-            None
-        }
-    }
-}
 
 fn config() -> ProptestConfig {
     ProptestConfig::with_cases(192)

@@ -5,21 +5,11 @@
 
 mod common;
 
+use common::handle;
+
 use airllm_kernels::{AttentionShape, Impl, KernelError, Kernels};
 use common::{bits, each_thread, moderate_vec};
 use proptest::prelude::*;
-
-/// The handle for `imp`, or `None` (after checking that it is refused as unsupported) where
-/// this CPU cannot run it.
-fn handle(imp: Impl) -> Option<Kernels> {
-    match Kernels::new(imp) {
-        Ok(k) => Some(k),
-        Err(e) => {
-            assert_eq!(e, KernelError::Unsupported(imp));
-            None
-        }
-    }
-}
 
 fn config() -> ProptestConfig {
     ProptestConfig::with_cases(128)

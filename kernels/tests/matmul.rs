@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::handle;
+
 use airllm_kernels::{BlockQ40, BlockQ80, Impl, KernelError, Kernels, Out};
 use common::{bits, q40_blocks, q80_blocks};
 use proptest::prelude::*;
@@ -170,17 +172,6 @@ fn f32_case() -> impl Strategy<Value = F32Case> {
             proptest::collection::vec(f32_elem(), d * n),
         )
     })
-}
-
-/// The handle for `imp`, or `None` (and a note in the log) if this CPU cannot run it.
-fn handle(imp: Impl) -> Option<Kernels> {
-    match Kernels::new(imp) {
-        Ok(k) => Some(k),
-        Err(_) => {
-            eprintln!("{imp}: not available on this CPU, skipped");
-            None
-        }
-    }
 }
 
 macro_rules! per_impl {

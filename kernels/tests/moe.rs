@@ -5,21 +5,11 @@
 
 mod common;
 
+use common::handle;
+
 use airllm_kernels::{Impl, KernelError, Kernels};
 use common::{bits, each_thread};
 use proptest::prelude::*;
-
-/// The handle for `imp`, or `None` (after checking that it is refused as unsupported) where
-/// this CPU cannot run it.
-fn handle(imp: Impl) -> Option<Kernels> {
-    match Kernels::new(imp) {
-        Ok(k) => Some(k),
-        Err(e) => {
-            assert_eq!(e, KernelError::Unsupported(imp));
-            None
-        }
-    }
-}
 
 /// Top-k by sorting `(−value, index)`: largest first, lower index first on ties.
 fn top_k_by_sort(row: &[f32], k: usize) -> Vec<u32> {

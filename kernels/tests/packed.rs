@@ -7,22 +7,14 @@
 
 mod common;
 
+use common::handle;
+
 use airllm_kernels::{
     pack_q40_rows, packed_q40_len, split, unpack_q40_rows, BlockQ40, BlockQ80, Impl, KernelError,
     Kernels, Out, PackedQ40, PACK_ROWS,
 };
 use common::{bits, q40_blocks, q80_blocks};
 use proptest::prelude::*;
-
-fn handle(imp: Impl) -> Option<Kernels> {
-    match Kernels::new(imp) {
-        Ok(k) => Some(k),
-        Err(_) => {
-            eprintln!("{imp}: not available on this CPU, skipped");
-            None
-        }
-    }
-}
 
 fn packed(w: &[BlockQ40], n: usize, d: usize) -> Vec<PackedQ40> {
     let mut p = vec![PackedQ40::default(); packed_q40_len(n, d).unwrap()];

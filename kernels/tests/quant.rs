@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::handle;
+
 use airllm_kernels::{BlockQ40, BlockQ80, Impl, KernelError, Kernels, Out};
 use common::{f32_vec, q40_blocks, q80_blocks};
 use proptest::prelude::*;
@@ -27,17 +29,6 @@ fn each_thread_into<T>(
 
 fn fbits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
-}
-
-/// The handle for `imp`, or `None` (and a note in the log) if this CPU cannot run it.
-fn handle(imp: Impl) -> Option<Kernels> {
-    match Kernels::new(imp) {
-        Ok(k) => Some(k),
-        Err(_) => {
-            eprintln!("{imp}: not available on this CPU, skipped");
-            None
-        }
-    }
 }
 
 /// `x` as `len` floats in `[-8, 8)` times a per-block magnitude, so block maxima span many

@@ -5,23 +5,13 @@
 
 mod common;
 
+use common::handle;
+
 use airllm_kernels::math::fma;
 use airllm_kernels::rope::{fill_falcon_cache, fill_llama_cache, RopeScaling};
 use airllm_kernels::{Impl, KernelError, Kernels, RopeSlice};
 use common::{bits, each_thread, f32_vec};
 use proptest::prelude::*;
-
-/// The handle for `imp`, or `None` (after checking that it is refused as unsupported) where
-/// this CPU cannot run it.
-fn handle(imp: Impl) -> Option<Kernels> {
-    match Kernels::new(imp) {
-        Ok(k) => Some(k),
-        Err(e) => {
-            assert_eq!(e, KernelError::Unsupported(imp));
-            None
-        }
-    }
-}
 
 fn config() -> ProptestConfig {
     ProptestConfig::with_cases(128)

@@ -1,7 +1,7 @@
 //! Shared generators and checks for the bit-for-bit tests.
 #![allow(dead_code)]
 
-use airllm_kernels::{available, BlockQ40, BlockQ80, Impl, Kernels};
+use airllm_kernels::{available, BlockQ40, BlockQ80, Impl, KernelError, Kernels};
 use proptest::prelude::*;
 
 /// Every implementation that runs here except the reference, which the tests compare against.
@@ -76,5 +76,18 @@ pub fn bits(v: &[f32]) -> Vec<u32> {
 pub fn each_thread(n_threads: usize, mut f: impl FnMut(usize, usize)) {
     for t in 0..n_threads {
         f(n_threads, t);
+    }
+}
+
+/// The handle for `imp`, or `None` where this CPU cannot run it (after checking that it is
+/// refused as unsupported, and saying so in the log).
+pub fn handle(imp: Impl) -> Option<Kernels> {
+    match Kernels::new(imp) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            assert_eq!(e, KernelError::Unsupported(imp));
+            eprintln!("{imp}: not available on this CPU, skipped");
+            None
+        }
     }
 }
