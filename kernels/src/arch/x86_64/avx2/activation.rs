@@ -45,6 +45,61 @@ pub(crate) fn exp_poly8(x: __m256) -> __m256 {
     _mm256_mul_ps(p, _mm256_castsi256_ps(two_n))
 }
 
+/// [`exp_poly8`] for `x = v − max ≤ 0`: with finite inputs (the contract's domain) the upper
+/// clamp `min(x, 88)` never changes `x`, so it is left out.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn exp_poly8_nonpos(x: __m256) -> __m256 {
+    let x = _mm256_max_ps(x, _mm256_set1_ps(-88.0));
+    let y = _mm256_mul_ps(x, _mm256_set1_ps(core::f32::consts::LOG2_E));
+    let n = _mm256_cvtps_epi32(y);
+    let f = _mm256_sub_ps(y, _mm256_cvtepi32_ps(n));
+    let mut p = _mm256_set1_ps(EXP_POLY[0]);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(EXP_POLY[1]));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(EXP_POLY[2]));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(EXP_POLY[3]));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(EXP_POLY[4]));
+    let two_n = _mm256_slli_epi32::<23>(_mm256_add_epi32(n, _mm256_set1_epi32(127)));
+    _mm256_mul_ps(p, _mm256_castsi256_ps(two_n))
+}
+
+/// Largest element of `x` (non-empty). The maximum of finite floats does not depend on the
+/// order, and the sign of a zero maximum cannot change any `exp(x − max)`, so four independent
+/// accumulators may share the work.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn row_max(x: &[f32]) -> f32 {
+    let mut max = x[0];
+    let full = x.len() - x.len() % 8;
+    if full >= 8 {
+        let p = x.as_ptr();
+        let first = _mm256_set1_ps(max);
+        let mut m = [first; 4];
+        let mut i = 0;
+        while i + 32 <= full {
+            for (k, mk) in m.iter_mut().enumerate() {
+                // SAFETY: `i + 8 * k + 8 <= full <= x.len()`.
+                *mk = _mm256_max_ps(*mk, unsafe { _mm256_loadu_ps(p.add(i + 8 * k)) });
+            }
+            i += 32;
+        }
+        while i < full {
+            // SAFETY: `i + 8 <= full`.
+            m[0] = _mm256_max_ps(m[0], unsafe { _mm256_loadu_ps(p.add(i)) });
+            i += 8;
+        }
+        let m = _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3]));
+        let h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+        let h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        max = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+    }
+    for &v in &x[full..] {
+        if v > max {
+            max = v;
+        }
+    }
+    max
+}
+
 /// Softmax of one row in place, the reference's arithmetic (see `scalar::activation`).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn softmax_row(x: &mut [f32]) {
@@ -53,34 +108,33 @@ pub(crate) fn softmax_row(x: &mut [f32]) {
         return;
     }
     let full = len - len % 8;
-    // The maximum does not depend on the order (the sign of a zero maximum cannot change the
-    // exp of `x − max`), so the vector max needs no care beyond finite inputs.
-    let mut max = x[0];
-    if full >= 8 {
-        let mut m = _mm256_set1_ps(max);
-        for c in x[..full].chunks_exact(8) {
-            // SAFETY: `c` has exactly 8 floats.
-            m = _mm256_max_ps(m, unsafe { _mm256_loadu_ps(c.as_ptr()) });
-        }
-        let h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
-        let h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        let h = _mm_max_ss(h, _mm_movehdup_ps(h));
-        max = _mm_cvtss_f32(h);
-    }
-    for &v in &x[full..] {
-        if v > max {
-            max = v;
-        }
-    }
+    let max = row_max(x);
     let vmax = _mm256_set1_ps(max);
     let mut acc = _mm256_setzero_ps();
-    for c in x[..full].chunks_exact_mut(8) {
-        // SAFETY: `c` has exactly 8 floats.
+    let p = x.as_mut_ptr();
+    let mut i = 0;
+    // Four groups' exps are independent of the sum chain; computing them first lets the
+    // polynomial work overlap while the adds go into the one accumulator in element order.
+    while i + 32 <= full {
+        // SAFETY: `i + 32 <= full <= len`.
         unsafe {
-            let e = exp_poly8(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), vmax));
-            _mm256_storeu_ps(c.as_mut_ptr(), e);
+            let e = [0, 8, 16, 24]
+                .map(|k| exp_poly8_nonpos(_mm256_sub_ps(_mm256_loadu_ps(p.add(i + k)), vmax)));
+            for (k, &ek) in e.iter().enumerate() {
+                _mm256_storeu_ps(p.add(i + 8 * k), ek);
+                acc = _mm256_add_ps(acc, ek);
+            }
+        }
+        i += 32;
+    }
+    while i < full {
+        // SAFETY: `i + 8 <= full <= len`.
+        unsafe {
+            let e = exp_poly8_nonpos(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), vmax));
+            _mm256_storeu_ps(p.add(i), e);
             acc = _mm256_add_ps(acc, e);
         }
+        i += 8;
     }
     let mut sum = hsum8(acc);
     for v in &mut x[full..] {

@@ -2,6 +2,7 @@
 //! tiny, so they reuse the AVX2 code. [`TABLE_VNNI`] adds `vpdpbusd` for the Q80×Q40 block
 //! dots. Both tables are reachable only after the CPU check in `Impl::table`.
 
+pub(crate) mod activation;
 pub(crate) mod attention;
 pub(crate) mod matmul;
 pub(crate) mod packed;
@@ -16,6 +17,7 @@ pub(crate) static TABLE: Table = Table {
     matmul_f32: matmul::matmul_f32,
     matmul_f32_batch: matmul::matmul_f32_batch,
     attention: attention::attention,
+    softmax: activation::softmax,
     ..avx2::TABLE
 };
 
