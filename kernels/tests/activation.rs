@@ -133,6 +133,12 @@ macro_rules! impl_tests {
                     check_softmax($imp, x.len(), &x, n_threads)?;
                 }
 
+                /// Lengths on both sides of the wide path's thresholds (64 elements, len % 16).
+                #[test]
+                fn softmax_mid_rows(x in (60usize..700).prop_flat_map(moderate_vec)) {
+                    check_softmax($imp, x.len(), &x, 1)?;
+                }
+
                 #[test]
                 fn silu(x in (0usize..300).prop_flat_map(f32_vec), n_threads in 1usize..=9) {
                     check_silu($imp, &x, n_threads)?;
