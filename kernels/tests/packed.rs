@@ -86,6 +86,39 @@ fn check(
     Ok(())
 }
 
+/// `b = xs.len() / 20` vectors (the first `nb` blocks of each 20 used) through the batched
+/// packed kernel on a `threads` split, against the row-major scalar result per vector.
+fn check_batch(
+    k: &Kernels,
+    xs: &[BlockQ80],
+    w: &[BlockQ40],
+    nb: usize,
+    groups: usize,
+    threads: usize,
+) -> Result<(), TestCaseError> {
+    let (n, d) = (nb * 32, groups * PACK_ROWS);
+    let x: Vec<BlockQ80> = xs.chunks_exact(20).flat_map(|c| c[..nb].to_vec()).collect();
+    let b = x.len() / nb;
+    let mut want = vec![0.0f32; b * d];
+    for (bi, xb) in x.chunks_exact(nb).enumerate() {
+        Kernels::scalar()
+            .matmul_q80_q40(&mut want[bi * d..(bi + 1) * d], xb, w, n, d, 1, 0)
+            .unwrap();
+    }
+    let p = packed(w, n, d);
+    let mut got = vec![f32::NAN; b * d];
+    let (ptr, len) = (got.as_mut_ptr(), got.len());
+    for t in 0..threads {
+        // SAFETY: `ptr`/`len` describe `got`, borrowed for this loop only; the calls run one
+        // after another with distinct thread indices of one split.
+        let o = unsafe { Out::shared(ptr, len) };
+        k.matmul_q80_q40_packed_batch(o, &x, &p, n, d, b, threads, t)
+            .unwrap();
+    }
+    prop_assert_eq!(bits(&got), bits(&want), "{} batch {}", k.imp(), b);
+    Ok(())
+}
+
 macro_rules! per_impl {
     ($($m:ident => $imp:expr),* $(,)?) => {$(
         mod $m {
@@ -119,6 +152,25 @@ macro_rules! per_impl {
                 ) {
                     if let Some(k) = handle($imp) {
                         check(&k, &x, &w, nb, g, t)?;
+                    }
+                }
+            }
+
+            proptest! {
+                #![proptest_config(ProptestConfig::with_cases(24))]
+
+                /// Batched packed calls, split over threads into one buffer, equal the
+                /// row-major scalar result of every vector.
+                #[test]
+                fn packed_batch_matches_row_major_scalar(
+                    (nb, g, t, w) in (1usize..=20, 1usize..=4, 1usize..=5)
+                        .prop_flat_map(|(nb, g, t)| {
+                            (Just(nb), Just(g), Just(t), q40_blocks(nb * g * PACK_ROWS))
+                        }),
+                    xs in (1usize..=9).prop_flat_map(|b| q80_blocks(b * 20)),
+                ) {
+                    if let Some(k) = handle($imp) {
+                        check_batch(&k, &xs, &w, nb, g, t)?;
                     }
                 }
             }

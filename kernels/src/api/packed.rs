@@ -160,4 +160,47 @@ impl Kernels {
         (self.table.matmul_q80_q40_packed)(out.part(rows), x, w);
         Ok(())
     }
+
+    /// Batched [`matmul_q80_q40_packed`](Self::matmul_q80_q40_packed): `x` is `b` vectors of
+    /// `n/32` blocks, `out` is `b` rows of `d` floats; same bits as `b` single calls (and as
+    /// the row-major kernels). Threads split the `d / 16` row groups as the single call does.
+    ///
+    /// Each row group's weights (`n/32` [`PackedQ40`]s, 18 KB at `n` = 2048) are read from
+    /// memory once and stay in cache while all `b` vectors use them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_q80_q40_packed_batch<'o>(
+        &self,
+        out: impl Into<Out<'o, f32>>,
+        x: &[BlockQ80],
+        w: &[PackedQ40],
+        n: usize,
+        d: usize,
+        b: usize,
+        n_threads: usize,
+        thread_index: usize,
+    ) -> Result<(), KernelError> {
+        let mut out = out.into();
+        check_split(n_threads, thread_index)?;
+        let len = packed_q40_len(n, d)?;
+        let nb = n / QK;
+        check_len("x", mul_size("b·n", b, nb)?, x.len())?;
+        check_len("w", len, w.len())?;
+        check_len("out", mul_size("b·d", b, d)?, out.len())?;
+        if nb == 0 {
+            for bi in 0..b {
+                let groups = split(d / PACK_ROWS, n_threads, thread_index);
+                out.part(bi * d + groups.start * PACK_ROWS..bi * d + groups.end * PACK_ROWS)
+                    .fill(0.0);
+            }
+            return Ok(());
+        }
+        for g in split(d / PACK_ROWS, n_threads, thread_index) {
+            let wg = &w[g * nb..(g + 1) * nb];
+            for (bi, xb) in x.chunks_exact(nb).enumerate() {
+                let start = bi * d + g * PACK_ROWS;
+                (self.table.matmul_q80_q40_packed)(out.part(start..start + PACK_ROWS), xb, wg);
+            }
+        }
+        Ok(())
+    }
 }
