@@ -325,6 +325,7 @@ pub fn place_node_weights(
             missing.join(", ")
         )));
     }
+    ex.prepare()?;
     Ok(per_token)
 }
 

@@ -20,7 +20,7 @@ use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use airllm_kernels::Kernels;
+use airllm_kernels::{pack_q40_rows, BlockQ40, Kernels, PackedQ40};
 
 pub use sync::{ChannelTransport, MeshSync, NoSync, Synchronizer, Transport};
 
@@ -96,13 +96,31 @@ enum Weight {
         data: WeightData,
         range: Range<usize>,
     },
+    /// Repacked into 16-row groups (`PackedQ40`s) for the packed matmul kernels; a mapped
+    /// row-major original is kept (it costs no memory of its own) for the batched row-major
+    /// kernel, which is faster for prefill.
+    Packed {
+        buf: AlignedBuf,
+        row_major: Option<(WeightData, Range<usize>)>,
+    },
 }
 
 impl Weight {
     fn bytes(&self) -> &[u8] {
         match self {
-            Weight::Owned { buf, .. } => buf.bytes(),
+            Weight::Owned { buf, .. } | Weight::Packed { buf, .. } => buf.bytes(),
             Weight::Mapped { data, range } => &(**data).as_ref()[range.clone()],
+        }
+    }
+
+    /// The row-major bytes kept beside packed weights, if any.
+    fn row_major(&self) -> Option<&[u8]> {
+        match self {
+            Weight::Packed {
+                row_major: Some((data, range)),
+                ..
+            } => Some(&(**data).as_ref()[range.clone()]),
+            _ => None,
         }
     }
 }
@@ -122,6 +140,8 @@ pub struct Executor {
     pool: Pool,
     kernels: Kernels,
     by_name: HashMap<(String, u32), (usize, usize)>,
+    /// Weights arrived since the packed-kernel matmuls' weights were last repacked.
+    pack_pending: bool,
 }
 
 impl Executor {
@@ -187,6 +207,7 @@ impl Executor {
             pool,
             kernels,
             by_name,
+            pack_pending: true,
         })
     }
 
@@ -248,6 +269,13 @@ impl Executor {
                 ))
             })?;
         let slot = &mut st.weights[s][i];
+        if matches!(slot, Some(Weight::Packed { .. })) {
+            return Err(ExecError::Weight(format!(
+                "{name} {index}: the weights were already repacked for running"
+            )));
+        }
+        self.pack_pending = true;
+        let slot = &mut self.state_mut()?.weights[s][i];
         if !matches!(slot, Some(Weight::Owned { .. })) {
             let mut buf = AlignedBuf::zeroed(size).map_err(ExecError::Weight)?;
             let mut loaded = 0;
@@ -296,6 +324,8 @@ impl Executor {
             _ => 2,
         };
         let aligned = (whole[range.clone()].as_ptr() as usize).is_multiple_of(align);
+        self.pack_pending = true;
+        let st = self.state_mut()?;
         st.weights[s][i] = Some(if aligned {
             Weight::Mapped { data, range }
         } else {
@@ -320,7 +350,7 @@ impl Executor {
                 let ok = match &self.state.weights[s][i] {
                     None => false,
                     Some(Weight::Owned { loaded, .. }) => *loaded >= step.weight_bytes,
-                    Some(Weight::Mapped { .. }) => true,
+                    Some(Weight::Mapped { .. } | Weight::Packed { .. }) => true,
                 };
                 if !ok {
                     out.push(format!("{} {}", step.name, step.layer));
@@ -392,6 +422,7 @@ impl Executor {
                 missing[0]
             )));
         }
+        self.prepare()?;
         let multi = self.net.n_nodes > 1;
         // Segments between two syncs run as one pool job, saving the start/finish gates.
         let mut first = 0;
@@ -419,6 +450,55 @@ impl Executor {
                     &mut pipes,
                     batch_size,
                 )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gets loaded weights ready to run (repacks the dense Q40 matmul weights into 16-row
+    /// groups). `forward` does it when needed; calling it once all weights are in moves that
+    /// one-off cost to load time.
+    pub fn prepare(&mut self) -> Result<(), ExecError> {
+        if self.pack_pending {
+            self.pack_weights()?;
+            self.pack_pending = false;
+        }
+        Ok(())
+    }
+
+    /// Repacks into 16-row groups the weights of every matmul planned for the packed kernels
+    /// that are still row-major (a copy; the row-major bytes are released or stay in the map).
+    fn pack_weights(&mut self) -> Result<(), ExecError> {
+        let State {
+            segments, weights, ..
+        } = self.state_mut()?;
+        for (seg, ws) in segments.iter().zip(weights.iter_mut()) {
+            for (step, slot) in seg.iter().zip(ws.iter_mut()) {
+                let Kind::Matmul {
+                    packed: true, n, d, ..
+                } = step.kind
+                else {
+                    continue;
+                };
+                let Some(w) = slot
+                    .as_ref()
+                    .filter(|w| !matches!(w, Weight::Packed { .. }))
+                else {
+                    continue;
+                };
+                let fail =
+                    |e: String| ExecError::Weight(format!("{} {}: {e}", step.name, step.layer));
+                let src = cast::<BlockQ40>(w.bytes())
+                    .ok_or_else(|| fail("weights are misaligned".into()))?;
+                let mut buf = AlignedBuf::zeroed(step.weight_bytes).map_err(fail)?;
+                let dst = cast_mut::<PackedQ40>(buf.bytes_mut())
+                    .ok_or_else(|| fail("packed buffer is misaligned".into()))?;
+                pack_q40_rows(src, n, d, dst).map_err(|e| fail(e.to_string()))?;
+                let row_major = match w {
+                    Weight::Mapped { data, range } => Some((Arc::clone(data), range.clone())),
+                    _ => None,
+                };
+                *slot = Some(Weight::Packed { buf, row_major });
             }
         }
         Ok(())
@@ -452,8 +532,9 @@ impl Executor {
                 for (i, step) in st.segments[seg].iter().enumerate() {
                     if first.is_none() {
                         let w = st.weights[seg][i].as_ref().map(Weight::bytes);
+                        let row_major = st.weights[seg][i].as_ref().and_then(Weight::row_major);
                         let r = catch_unwind(AssertUnwindSafe(|| {
-                            run::run_step(step, w, &ctx, scratch)
+                            run::run_step(step, w, row_major, &ctx, scratch)
                         }));
                         first = match r {
                             Ok(Ok(())) => None,

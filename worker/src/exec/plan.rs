@@ -108,6 +108,10 @@ pub(crate) enum Kind {
         d: usize,
         plane_bytes: usize,
         experts: Option<Experts>,
+        /// Dense Q40 weights with `d` a multiple of 16: the executor repacks them into row
+        /// groups ([`airllm_kernels::PackedQ40`]) before the first forward pass and runs the
+        /// packed kernels (same bits, fewer shuffles).
+        packed: bool,
     },
     Rope {
         x: Ptr,
@@ -537,6 +541,9 @@ fn kind_for(
                 } else {
                     None
                 };
+                let packed = types == (Q80, Q40, F32)
+                    && experts.is_none()
+                    && d.is_multiple_of(airllm_kernels::PACK_ROWS);
                 Ok(Kind::Matmul {
                     inp,
                     out,
@@ -544,6 +551,7 @@ fn kind_for(
                     d,
                     plane_bytes: w.n_bytes_xy() as usize,
                     experts,
+                    packed,
                 })
             })()
         }

@@ -5,7 +5,7 @@
 //! splits by batch row (INV_RMS, SOFTMAX, MOE_GATE) give each row to one thread.
 
 use airllm_kernels::rope::{fill_falcon_cache, fill_llama_cache, RopeScaling};
-use airllm_kernels::{split, BlockQ40, BlockQ80, Kernels, Out};
+use airllm_kernels::{split, BlockQ40, BlockQ80, Kernels, Out, PackedQ40};
 
 use super::plan::{Kind, Ptr, Scaling, Step};
 use super::pool::Scratch;
@@ -64,6 +64,7 @@ fn weights<T: super::shared::Pod>(w: Option<&[u8]>) -> Result<&[T], String> {
 pub(crate) fn run_step(
     step: &Step,
     weight: Option<&[u8]>,
+    row_major: Option<&[u8]>,
     c: &Ctx<'_>,
     scratch: &mut Scratch,
 ) -> Result<(), String> {
@@ -199,9 +200,36 @@ pub(crate) fn run_step(
             d,
             plane_bytes,
             experts,
+            packed,
         } => {
             let w = weight.ok_or("weights are not loaded")?;
             let q40 = inp.ft == FloatType::Q80;
+            // Dense Q40 weights repacked into 16-row groups before the first pass; a batch runs
+            // on the row-major original instead where one is kept (same bits either way).
+            let w = match row_major {
+                Some(rm) if *packed && c.batch > 1 => rm,
+                _ => w,
+            };
+            if *packed && !(c.batch > 1 && row_major.is_some()) {
+                let wp = cast::<PackedQ40>(w).ok_or("packed weights are misaligned")?;
+                if c.batch > 1 && inp.rows_contiguous() && out.rows_contiguous() {
+                    let o = c
+                        .view
+                        .write::<f32>(out.region, out.row(0, 0), c.batch * d)?;
+                    let x =
+                        c.view
+                            .read::<BlockQ80>(inp.region, inp.row(0, 0), c.batch * nn / 32)?;
+                    k.matmul_q80_q40_packed_batch(o, x, wp, *nn, *d, c.batch, n, t)
+                        .map_err(kerr)?;
+                } else {
+                    for y in 0..c.batch {
+                        let o = c.f32_out(out, 0, y)?;
+                        k.matmul_q80_q40_packed(o, c.q80_row(inp, 0, y)?, wp, *nn, *d, n, t)
+                            .map_err(kerr)?;
+                    }
+                }
+                return Ok(());
+            }
             match experts {
                 None if c.batch > 1 && inp.rows_contiguous() && out.rows_contiguous() => {
                     let o = c

@@ -45,6 +45,9 @@ unsafe impl Pod for f32 {}
 unsafe impl Pod for BlockQ40 {}
 // SAFETY: `#[repr(C)] { u16, [i8; 32] }`, 34 bytes (asserted by the kernel crate): no padding.
 unsafe impl Pod for BlockQ80 {}
+// SAFETY: `#[repr(C, align(32))] { [u16; 16], [u8; 256] }`, 288 bytes (asserted by the kernel
+// crate): a multiple of its alignment, so no padding; every bit pattern is valid.
+unsafe impl Pod for airllm_kernels::PackedQ40 {}
 
 /// Reinterprets bytes as `T`s; `None` if the slice is misaligned for `T` or not whole `T`s.
 pub(crate) fn cast<T: Pod>(bytes: &[u8]) -> Option<&[T]> {

@@ -222,6 +222,7 @@ fn run_session(links: &mut Links, w: usize, opts: &WorkerOptions) -> Result<(), 
             missing[0]
         )));
     }
+    exec.prepare().map_err(|e| protocol(e.to_string()))?;
     root.write_all(&ACK.to_le_bytes())?;
     println!("💿 Weights loaded");
 
