@@ -25,7 +25,8 @@
 //!   its low byte; the stored scale is `f16(d)`.
 //! - **Q40 quantisation**: `max` = the first element of largest magnitude, with its sign;
 //!   `d = max / −8`; `id = d ≠ 0 ? 1/d : 0`; nibble = `min((u8)(i8)trunc(x·id + 8.5), 15)`.
-//! - **Q80 × Q40 matmul**: per output row, `acc = fma(float(Σ wq·xq), f32(dW)·f32(dX), acc)`
+//! - **Q80 × Q40 matmul** (row-major, batched, and the 16-row packed layout alike): per output
+//!   row, `acc = fma(float(Σ wq·xq), f32(dW)·f32(dX), acc)`
 //!   over blocks in order from 0 (the integer block dot is exact; the scale product is rounded
 //!   to f32 before the FMA).
 //! - **F32 dot products** (F32 matmul rows, attention scores, the RMS sum of squares): 8 FMA

@@ -157,6 +157,16 @@ fn check_round_trip(k: &Kernels, x: &[f32]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// One block of 32 floats from one of the regimes the Q80 encoder treats differently.
+fn block_regime() -> impl Strategy<Value = Vec<f32>> {
+    prop_oneof![
+        3 => f32_vec(32),
+        1 => Just(vec![0.0f32; 32]),
+        1 => proptest::collection::vec((1u32..0x007f_ffff).prop_map(f32::from_bits), 32),
+        1 => proptest::collection::vec(-1.0e-36f32..1.0e-36, 32),
+    ]
+}
+
 macro_rules! per_impl {
     ($($m:ident => $imp:expr),* $(,)?) => {$(
         mod $m {
@@ -170,6 +180,22 @@ macro_rules! per_impl {
                 #[test]
                 fn quantize_matches_scalar(
                     (x, t) in (1usize..=20).prop_flat_map(|nb| (f32_vec(nb * 32), 1usize..=9))
+                ) {
+                    if let Some(k) = handle($imp) {
+                        check_quant(&k, &x, t)?;
+                    }
+                }
+
+                /// Many blocks (the wide paths take 8 or 16 at a time), each block from its own
+                /// regime: ordinary, all zero, all denormal (1/d overflows), or tiny.
+                #[test]
+                fn quantize_many_blocks_matches_scalar(
+                    (x, t) in (16usize..=70).prop_flat_map(|nb| {
+                        (
+                            proptest::collection::vec(block_regime(), nb).prop_map(|v| v.concat()),
+                            1usize..=4,
+                        )
+                    })
                 ) {
                     if let Some(k) = handle($imp) {
                         check_quant(&k, &x, t)?;

@@ -1,45 +1,39 @@
 //! AVX-512 softmax: the exp polynomial on 16 lanes, the sum still in the contract's 8 lanes.
 //!
-//! A 16-float register holds two consecutive 8-groups; its two halves are
-//! added into the one 8-lane accumulator lower half first, which is exactly the reference's
-//! `lanes[i % 8] +=` in element order.
+//! The exps are stored 16 at a time and the 8-groups read back in element order into the one
+//! 8-lane accumulator, which is exactly the reference's `lanes[i % 8] +=` in element order.
 
 use core::arch::x86_64::*;
 
 use crate::arch::x86_64::avx2::activation::{hsum8, softmax_row};
 use crate::math::{expf, EXP_POLY};
 
-/// `exp_poly` on 16 lanes for `x = v − max ≤ 0`: with finite inputs (the contract's domain)
-/// the upper clamp `min(x, 88)` never changes `x`, so it is left out; the other steps are
-/// those of `avx2::activation::exp_poly8`.
+/// `exp_poly` on 16 lanes for `x = v − max ≤ 0`, bit for bit, in fewer vector uops than the
+/// AVX2 steps (the 512-bit code is bound by the two vector ports):
+///
+/// - `n = rint(y)` comes from adding `M = 1.5·2^23`: the sum is an integer of one binade, so
+///   it rounds `y` to nearest even exactly as `cvtps2dq` does (`M` is even, so ties keep
+///   their parity), and `t − M` is exact.
+/// - `p · 2^n` is one `vscalefps`: the exact product rounded once, as the reference's
+///   multiplication by the exactly encoded `2^n` (for `n ≥ −126`).
+/// - The reference clamps `x` at −88 and there `n = −127` gives `2^n` encoded as +0, so every
+///   lane with `rint(y) ≤ −127` yields +0: the lanes with `y < −126.5` are zeroed by the
+///   masked `vscalefps`, which also covers `x < −88` without the clamp (garbage in those
+///   lanes, including from a `y` too large for `M`, never reaches the result).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
 fn exp_poly16_nonpos(x: __m512) -> __m512 {
-    let x = _mm512_max_ps(x, _mm512_set1_ps(-88.0));
+    const M: f32 = 12_582_912.0;
     let y = _mm512_mul_ps(x, _mm512_set1_ps(core::f32::consts::LOG2_E));
-    let n = _mm512_cvtps_epi32(y);
-    let f = _mm512_sub_ps(y, _mm512_cvtepi32_ps(n));
+    let keep = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(y, _mm512_set1_ps(-126.5));
+    let n = _mm512_sub_ps(_mm512_add_ps(y, _mm512_set1_ps(M)), _mm512_set1_ps(M));
+    let f = _mm512_sub_ps(y, n);
     let mut p = _mm512_set1_ps(EXP_POLY[0]);
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP_POLY[1]));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP_POLY[2]));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP_POLY[3]));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP_POLY[4]));
-    let two_n = _mm512_slli_epi32::<23>(_mm512_add_epi32(n, _mm512_set1_epi32(127)));
-    _mm512_mul_ps(p, _mm512_castsi512_ps(two_n))
-}
-
-/// Elements 0..8 of `v`.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-fn lower(v: __m512) -> __m256 {
-    _mm512_castps512_ps256(v)
-}
-
-/// Elements 8..16 of `v` (`vextractf64x4` is AVX-512F; the f32x8 form would need DQ).
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-fn upper(v: __m512) -> __m256 {
-    _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))
+    _mm512_maskz_scalef_ps(keep, p, n)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
@@ -80,6 +74,17 @@ fn softmax_impl(x: &mut [f32]) {
     }
     let vmax = _mm512_set1_ps(max);
     let mut acc = _mm256_setzero_ps();
+    // The 8-lane sum takes each group back from memory one block behind the exps: the adds
+    // then need no `vextractf64x4` on the busy vector ports, and the compiler cannot fold
+    // the loads into extracts of the registers just stored.
+    let sum_groups = |acc: &mut __m256, from: usize, to: usize| {
+        let mut j = from;
+        while j < to {
+            // SAFETY: `j + 8 <= to <= full <= len`; these elements were written above.
+            *acc = _mm256_add_ps(*acc, unsafe { _mm256_loadu_ps(p.add(j)) });
+            j += 8;
+        }
+    };
     let mut i = 0;
     while i + 64 <= full {
         // SAFETY: `i + 64 <= full <= len`.
@@ -88,22 +93,23 @@ fn softmax_impl(x: &mut [f32]) {
                 .map(|k| exp_poly16_nonpos(_mm512_sub_ps(_mm512_loadu_ps(p.add(i + k)), vmax)));
             for (k, &ek) in e.iter().enumerate() {
                 _mm512_storeu_ps(p.add(i + 16 * k), ek);
-                acc = _mm256_add_ps(acc, lower(ek));
-                acc = _mm256_add_ps(acc, upper(ek));
             }
+        }
+        if i > 0 {
+            sum_groups(&mut acc, i - 64, i);
         }
         i += 64;
     }
+    let summed = i.saturating_sub(64);
     while i < full {
         // SAFETY: `i + 16 <= full <= len`.
         unsafe {
             let e = exp_poly16_nonpos(_mm512_sub_ps(_mm512_loadu_ps(p.add(i)), vmax));
             _mm512_storeu_ps(p.add(i), e);
-            acc = _mm256_add_ps(acc, lower(e));
-            acc = _mm256_add_ps(acc, upper(e));
         }
         i += 16;
     }
+    sum_groups(&mut acc, summed, full);
     // `len % 16 < 8`: the 8-lane part of the row ends at `full`, the rest is the scalar tail.
     let mut sum = hsum8(acc);
     for v in &mut x[full..] {

@@ -1,11 +1,13 @@
-//! AVX-512 F/BW/VL for the two matmuls and attention; the other kernels are memory-bound or
-//! tiny, so they reuse the AVX2 code. [`TABLE_VNNI`] adds `vpdpbusd` for the Q80×Q40 block
-//! dots. Both tables are reachable only after the CPU check in `Impl::table`.
+//! AVX-512 F/BW/VL for the two matmuls, attention, softmax and Q80 quantisation; the other
+//! kernels are memory-bound or tiny, so they reuse the AVX2 code. [`TABLE_VNNI`] adds
+//! `vpdpbusd` for the Q80×Q40 block dots. Both tables are reachable only after the CPU check
+//! in `Impl::table`.
 
 pub(crate) mod activation;
 pub(crate) mod attention;
 pub(crate) mod matmul;
 pub(crate) mod packed;
+pub(crate) mod quant;
 
 use super::avx2;
 use crate::dispatch::Table;
@@ -18,6 +20,7 @@ pub(crate) static TABLE: Table = Table {
     matmul_f32_batch: matmul::matmul_f32_batch,
     attention: attention::attention,
     softmax: activation::softmax,
+    quantize_q80: quant::quantize_q80,
     ..avx2::TABLE
 };
 
