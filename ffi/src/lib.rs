@@ -34,7 +34,7 @@ use core::ffi::{c_char, c_int, CStr};
 use std::ffi::CString;
 use std::sync::OnceLock;
 
-use kernels::{AttentionShape, Impl, Kernels, RopeSlice};
+use kernels::{AttentionShape, Impl, KernelError, Kernels, Out, RopeSlice};
 
 use raw::{blocks, guard, mul, Raw, Regions};
 pub use types::{
@@ -501,6 +501,34 @@ unsafe fn read_slice(slice: *const airllm_rope_slice) -> Result<RopeSlice, airll
     Ok(unsafe { r.slice() }[0].to_kernels())
 }
 
+/// The checks shared by the two RoPE entry points: `x` holds the node's q (`is_q`) or k floats,
+/// `cache` holds `seq_len` rows of `row(slice)` floats; then `run` on the checked views.
+///
+/// # Safety
+/// As for the entry points: valid, aligned, non-overlapping buffers of those sizes; `slice`
+/// NULL or valid for one read.
+unsafe fn rope(
+    x: *mut f32,
+    cache: *const f32,
+    is_q: bool,
+    slice: *const airllm_rope_slice,
+    row: impl FnOnce(&RopeSlice) -> usize,
+    run: impl FnOnce(&Kernels, Out<'_, f32>, &[f32], &RopeSlice) -> Result<(), KernelError>,
+) -> airllm_status {
+    guard(|| {
+        // SAFETY: the function's contract covers `slice`.
+        let s = unsafe { read_slice(slice) }?;
+        let dim0 = if is_q { s.q_dim0 } else { s.kv_dim0 };
+        let xs = Raw::output(x, dim0)?;
+        let c = Raw::input(cache, mul(s.seq_len, row(&s))?)?;
+        Regions::default().output(&xs).input(&c).check()?;
+        // SAFETY: checked pointers; validity and the sharing rules are the caller's contract.
+        let (xs, c) = unsafe { (xs.out(), c.slice()) };
+        run(&current(), xs, c, &s)?;
+        Ok(())
+    })
+}
+
 /// Fills `slice` with node `node`'s share (of `n_nodes`) of a model's rotary embedding, as
 /// distributed-llama's `sliceRope` does. `q_dim = n_heads * head_dim`, `kv_dim = n_kv_heads *
 /// head_dim`. `AIRLLM_STATUS_BAD_ARGUMENT` unless `node < n_nodes`, `kv_dim <= q_dim`, and
@@ -583,26 +611,27 @@ pub unsafe extern "C" fn airllm_rope_llama(
     n_threads: u32,
     thread_index: u32,
 ) -> airllm_status {
-    guard(|| {
-        // SAFETY: the function's contract covers `slice`.
-        let s = unsafe { read_slice(slice) }?;
-        let dim0 = if is_q { s.q_dim0 } else { s.kv_dim0 };
-        let xs = Raw::output(x, dim0)?;
-        let c = Raw::input(cache, mul(s.seq_len, s.slice_dim)?)?;
-        Regions::default().output(&xs).input(&c).check()?;
-        // SAFETY: checked pointers; validity and the sharing rules are the caller's contract.
-        let (xs, c) = unsafe { (xs.out(), c.slice()) };
-        current().rope_llama(
-            xs,
-            c,
+    // SAFETY: this function's contract is `rope`'s.
+    unsafe {
+        rope(
+            x,
+            cache,
             is_q,
-            pos as usize,
-            &s,
-            n_threads as usize,
-            thread_index as usize,
-        )?;
-        Ok(())
-    })
+            slice,
+            |s| s.slice_dim,
+            |k, xs, c, s| {
+                k.rope_llama(
+                    xs,
+                    c,
+                    is_q,
+                    pos as usize,
+                    s,
+                    n_threads as usize,
+                    thread_index as usize,
+                )
+            },
+        )
+    }
 }
 
 /// Falcon/NeoX (half-split) RoPE in place on whole heads of this node's query (`is_q`:
@@ -623,26 +652,27 @@ pub unsafe extern "C" fn airllm_rope_falcon(
     n_threads: u32,
     thread_index: u32,
 ) -> airllm_status {
-    guard(|| {
-        // SAFETY: the function's contract covers `slice`.
-        let s = unsafe { read_slice(slice) }?;
-        let dim0 = if is_q { s.q_dim0 } else { s.kv_dim0 };
-        let xs = Raw::output(x, dim0)?;
-        let c = Raw::input(cache, mul(s.seq_len, s.head_dim)?)?;
-        Regions::default().output(&xs).input(&c).check()?;
-        // SAFETY: checked pointers; validity and the sharing rules are the caller's contract.
-        let (xs, c) = unsafe { (xs.out(), c.slice()) };
-        current().rope_falcon(
-            xs,
-            c,
+    // SAFETY: this function's contract is `rope`'s.
+    unsafe {
+        rope(
+            x,
+            cache,
             is_q,
-            pos as usize,
-            &s,
-            n_threads as usize,
-            thread_index as usize,
-        )?;
-        Ok(())
-    })
+            slice,
+            |s| s.head_dim,
+            |k, xs, c, s| {
+                k.rope_falcon(
+                    xs,
+                    c,
+                    is_q,
+                    pos as usize,
+                    s,
+                    n_threads as usize,
+                    thread_index as usize,
+                )
+            },
+        )
+    }
 }
 
 /// Fills the llama RoPE cache `cache` (`slice->seq_len x slice->slice_dim` floats): pair `i` of

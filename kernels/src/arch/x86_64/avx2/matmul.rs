@@ -15,6 +15,7 @@
 
 use core::arch::x86_64::*;
 
+use super::activation::hsum8;
 use super::quant::f16_value;
 use crate::block::{BlockQ40, BlockQ80};
 
@@ -29,15 +30,6 @@ const BATCH_PREFETCH_ROWS: usize = 4;
 
 /// Largest batch the batched table entry receives (`api::matmul::BATCH_GROUP`).
 pub(crate) const MAX_BATCH: usize = 32;
-
-/// `((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7))`, the contract's 8-lane reduction.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn hsum8(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let t = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)))
-}
 
 /// A mask whose first `n` (< 8) lanes are all ones.
 #[inline]
