@@ -107,26 +107,47 @@ impl Impl {
     }
 
     pub(crate) fn table(self) -> Option<&'static Table> {
+        if self.cpu_supports() {
+            self.compiled_table()
+        } else {
+            None
+        }
+    }
+
+    /// Whether the CPU has what this implementation needs (run-time detection with `std`).
+    fn cpu_supports(self) -> bool {
+        match self {
+            Impl::Scalar => true,
+            #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+            Impl::Avx2 => crate::arch::x86_64::has_avx2(),
+            #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+            Impl::Avx512 => crate::arch::x86_64::has_avx512(),
+            #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+            Impl::Avx512Vnni => crate::arch::x86_64::has_avx512vnni(),
+            #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+            Impl::Neon => true,
+            #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+            Impl::NeonDotprod => crate::arch::aarch64::has_dotprod(),
+            _ => false,
+        }
+    }
+
+    /// This implementation's table if it is compiled in, without asking the CPU. Reached
+    /// directly only for the implementation stored in `CURRENT`, which passed the CPU check
+    /// when it was stored; everything else goes through [`Impl::table`].
+    fn compiled_table(self) -> Option<&'static Table> {
         match self {
             Impl::Scalar => Some(&crate::scalar::TABLE),
             #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-            Impl::Avx2 if crate::arch::x86_64::has_avx2() => {
-                Some(&crate::arch::x86_64::avx2::TABLE)
-            }
+            Impl::Avx2 => Some(&crate::arch::x86_64::avx2::TABLE),
             #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-            Impl::Avx512 if crate::arch::x86_64::has_avx512() => {
-                Some(&crate::arch::x86_64::avx512::TABLE)
-            }
+            Impl::Avx512 => Some(&crate::arch::x86_64::avx512::TABLE),
             #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-            Impl::Avx512Vnni if crate::arch::x86_64::has_avx512vnni() => {
-                Some(&crate::arch::x86_64::avx512::TABLE_VNNI)
-            }
+            Impl::Avx512Vnni => Some(&crate::arch::x86_64::avx512::TABLE_VNNI),
             #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
             Impl::Neon => Some(&crate::arch::aarch64::neon::TABLE),
             #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
-            Impl::NeonDotprod if crate::arch::aarch64::has_dotprod() => {
-                Some(&crate::arch::aarch64::dotprod::TABLE)
-            }
+            Impl::NeonDotprod => Some(&crate::arch::aarch64::dotprod::TABLE),
             _ => None,
         }
     }
@@ -149,7 +170,8 @@ pub fn best() -> Impl {
     available().last().unwrap_or(Impl::Scalar)
 }
 
-/// 0 = not chosen yet; otherwise `Impl as u8`.
+/// 0 = not chosen yet; otherwise `Impl as u8` of an implementation that passed the CPU check
+/// (only `current`, `force` and `reset` store here), so readers need not detect again.
 static CURRENT: AtomicU8 = AtomicU8::new(0);
 
 fn from_u8(v: u8) -> Option<Impl> {
@@ -203,13 +225,14 @@ impl Kernels {
             .ok_or(KernelError::Unsupported(imp))
     }
 
-    /// The implementation chosen by [`current`].
+    /// The implementation chosen by [`current`]: an atomic load and a table lookup, no CPU
+    /// detection after the first call.
     pub fn current() -> Kernels {
         let imp = current();
-        Kernels::new(imp).unwrap_or(Kernels {
-            imp: Impl::Scalar,
-            table: &crate::scalar::TABLE,
-        })
+        match imp.compiled_table() {
+            Some(table) => Kernels { imp, table },
+            None => Kernels::scalar(),
+        }
     }
 
     /// The scalar reference.
