@@ -25,6 +25,9 @@ const CHUNK: usize = 256;
 /// Batch blocks transposed per pass: `BCHUNK · 32` vectors × 32 bytes (stack: 16 KiB + scales).
 pub(crate) const BCHUNK: usize = 16;
 
+/// Software prefetch distance in each row's weight stream of the single-vector kernel, bytes.
+const PREFETCH: usize = 1152;
+
 /// Rows ahead whose weights the batched kernels prefetch.
 const BATCH_PREFETCH_ROWS: usize = 4;
 
@@ -86,6 +89,11 @@ fn q80_q40_avx2(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40]) {
             dx[j] = f16_value(xb.d);
             corr[j] = q80_correction(xb);
         }
+        // Each row's prefetch runs `PREFETCH` bytes ahead in the stream of that row's chunks in
+        // this and the following 4-row tiles, so a tile's rows are already on their way when it
+        // starts (short rows would start cold).
+        let seg = cn * core::mem::size_of::<BlockQ40>();
+        let tile_bytes = 4 * nb * core::mem::size_of::<BlockQ40>();
         let mut r0 = 0;
         while r0 < rows {
             let live = 4.min(rows - r0);
@@ -101,6 +109,15 @@ fn q80_q40_avx2(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40]) {
                 unsafe { _mm_loadu_ps(a.as_ptr()) }
             };
             for j in 0..cn {
+                if j % 3 == 0 {
+                    // 54 bytes per prefetch step: every line of each row is touched.
+                    let ahead = j * core::mem::size_of::<BlockQ40>() + PREFETCH;
+                    let pf = (ahead / seg) * tile_bytes + ahead % seg;
+                    for &r in &base {
+                        // Prefetches never fault.
+                        _mm_prefetch::<_MM_HINT_T0>(r.cast::<u8>().wrapping_add(pf).cast());
+                    }
+                }
                 let xb = &x[c0 + j];
                 // SAFETY: `qs` is 32 bytes.
                 let xv = unsafe { _mm256_loadu_si256(xb.qs.as_ptr().cast()) };

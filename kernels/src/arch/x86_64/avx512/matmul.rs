@@ -245,15 +245,23 @@ macro_rules! q80_q40_kernels {
                         // SAFETY: `a` is 8 floats.
                         unsafe { _mm256_loadu_ps(a.as_ptr()) }
                     };
+                    // Each row's prefetch runs `PREFETCH` bytes ahead in the stream of that
+                    // row's chunks in this and the following 8-row tiles, so a tile's rows
+                    // are already on their way when it starts (short rows start cold
+                    // otherwise).
+                    let seg = cn * core::mem::size_of::<BlockQ40>();
+                    let tile_bytes = 8 * nb * core::mem::size_of::<BlockQ40>();
                     for g in 0..ng {
                         let off = g * GROUP_BYTES;
+                        let ahead = off + PREFETCH;
+                        let pf = (ahead / seg) * tile_bytes + ahead % seg;
                         // SAFETY: each row has `cn ≥ 4g + 4` blocks from `c0`, so bytes
                         // `off..off + 72` of every row pointer are inside `w`: the loads read
                         // `off+2..off+66`, `off+20..off+72` (masked) and `off..off+64`.
                         // Prefetches never fault.
                         let (lx, ly, lz) = unsafe {
                             for &r in &rowp {
-                                let a = r.wrapping_add(off + PREFETCH);
+                                let a = r.wrapping_add(pf);
                                 _mm_prefetch::<_MM_HINT_T0>(a.cast());
                                 _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(64).cast());
                             }
