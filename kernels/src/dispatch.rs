@@ -63,7 +63,7 @@ pub enum Impl {
     Scalar = 1,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2 = 2,
-    /// x86-64 AVX-512 F/BW/VL (plus AVX2, FMA, F16C).
+    /// x86-64 AVX-512 F/BW/VL/DQ (plus AVX2, FMA, F16C).
     Avx512 = 3,
     /// AVX-512 with VNNI (`vpdpbusd`) for the integer block dot products.
     Avx512Vnni = 4,

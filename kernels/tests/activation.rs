@@ -139,6 +139,24 @@ macro_rules! impl_tests {
                     check_softmax($imp, x.len(), &x, 1)?;
                 }
 
+                /// Every placement of a row relative to the 64-byte grid (the wide path
+                /// aligns its vectors and rotates its 8-lane sum to match).
+                #[test]
+                fn softmax_any_alignment(
+                    x in (90usize..400).prop_flat_map(|n| prop_oneof![moderate_vec(n), f32_vec(n)]),
+                    offset in 0usize..16,
+                ) {
+                    let Some(k) = handle($imp) else { return Ok(()) };
+                    let len = x.len();
+                    let mut want = x.clone();
+                    Kernels::scalar().softmax(&mut want[..], len, 1, 0).unwrap();
+                    let mut buf = vec![0.0f32; len + 32];
+                    let start = offset + buf[..].as_ptr().align_offset(64).min(16) % 16;
+                    buf[start..start + len].copy_from_slice(&x);
+                    k.softmax(&mut buf[start..start + len], len, 1, 0).unwrap();
+                    prop_assert_eq!(bits(&buf[start..start + len]), bits(&want), "offset {} len {}", offset, len);
+                }
+
                 #[test]
                 fn silu(x in (0usize..300).prop_flat_map(f32_vec), n_threads in 1usize..=9) {
                     check_silu($imp, &x, n_threads)?;

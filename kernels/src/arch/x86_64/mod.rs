@@ -1,4 +1,4 @@
-//! x86-64: AVX2 (+FMA, F16C) and AVX-512 (F/BW/VL, optionally VNNI).
+//! x86-64: AVX2 (+FMA, F16C) and AVX-512 (F/BW/VL/DQ, optionally VNNI).
 //!
 //! Detection is at run time with `std`; without it, and under Miri (which cannot run `cpuid`),
 //! from the compile-time target features.
@@ -25,7 +25,7 @@ pub(crate) fn has_avx2() -> bool {
     }
 }
 
-/// AVX-512 F/BW/VL on top of [`has_avx2`].
+/// AVX-512 F/BW/VL/DQ on top of [`has_avx2`] (every AVX-512 CPU with BW and VL has DQ).
 #[inline]
 pub(crate) fn has_avx512() -> bool {
     #[cfg(all(feature = "std", not(miri)))]
@@ -34,6 +34,7 @@ pub(crate) fn has_avx512() -> bool {
             && std::is_x86_feature_detected!("avx512f")
             && std::is_x86_feature_detected!("avx512bw")
             && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512dq")
     }
     #[cfg(any(not(feature = "std"), miri))]
     {
@@ -41,7 +42,8 @@ pub(crate) fn has_avx512() -> bool {
             && cfg!(all(
                 target_feature = "avx512f",
                 target_feature = "avx512bw",
-                target_feature = "avx512vl"
+                target_feature = "avx512vl",
+                target_feature = "avx512dq"
             ))
     }
 }

@@ -226,6 +226,6 @@ fn attention_impl(y: &mut [f32], att: &mut [f32], att_stride: usize, a: &AttHead
 /// Attention over this call's heads (see `scalar::attention::attention`).
 pub(crate) fn attention(y: &mut [f32], att: &mut [f32], att_stride: usize, a: &AttHeads<'_>) {
     // SAFETY: reached only through the AVX-512 tables, which `Impl::table` hands out after
-    // checking that the CPU has AVX-512 F/BW/VL, AVX2, FMA and F16C.
+    // checking that the CPU has AVX-512 F/BW/VL/DQ, AVX2, FMA and F16C.
     unsafe { attention_impl(y, att, att_stride, a) }
 }

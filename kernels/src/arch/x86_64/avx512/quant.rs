@@ -15,7 +15,7 @@ const GROUP: usize = 16;
 
 pub(crate) fn quantize_q80(x: &[f32], out: &mut [BlockQ80]) {
     // SAFETY: reached only through the AVX-512 tables, which `Impl::table` hands out after
-    // checking that the CPU has AVX-512 F/BW/VL, AVX2, FMA and F16C.
+    // checking that the CPU has AVX-512 F/BW/VL/DQ, AVX2, FMA and F16C.
     unsafe { quantize_q80_impl(x, out) }
 }
 
