@@ -24,6 +24,24 @@ const TV: usize = 8;
 /// Columns per value-sum block (4 registers).
 const CV: usize = 64;
 
+/// Cache rows ahead of the current block that are prefetched (into L2). This pays where the
+/// cache comes from DRAM, as a real model's does (0.84 → 0.91–0.96 of read bandwidth at pos
+/// 4095 on the development machine), and costs about 7 % when it sits in L3.
+const KV_AHEAD: usize = 4;
+
+/// Prefetches `cols` floats from element `at` of `base` in each of `rows` rows `stride`
+/// floats apart. Prefetches never fault, so rows past the end of the cache are harmless.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+fn prefetch_rows(base: *const f32, at: usize, rows: usize, stride: usize, cols: usize) {
+    for r in 0..rows {
+        let row = base.wrapping_add(at + r * stride).cast::<i8>();
+        for line in 0..(cols * 4).div_ceil(64) {
+            _mm_prefetch::<_MM_HINT_T1>(row.wrapping_add(64 * line));
+        }
+    }
+}
+
 /// `[lo | hi]` from two unaligned 8-float loads (`vinsertf64x4` is AVX-512F; the f32x8 form
 /// would need DQ).
 #[inline]
@@ -131,6 +149,15 @@ fn attention_impl(y: &mut [f32], att: &mut [f32], att_stride: usize, a: &AttHead
             let k: [*const f32; TS] = core::array::from_fn(|i| unsafe {
                 kp.add((t0 + i.min(nt - 1)) * a.kv_dim0 + kvh * hd)
             });
+            // A cache row is one 4 KiB page for common shapes, too short for the hardware
+            // streamer to ramp up, so the same columns `KV_AHEAD` rows on are fetched here.
+            prefetch_rows(
+                kp,
+                (t0 + KV_AHEAD) * a.kv_dim0 + kvh * hd,
+                TS,
+                a.kv_dim0,
+                hd,
+            );
             let mut h0 = hs;
             while h0 < he {
                 let nh = (he - h0).min(HB);
@@ -173,6 +200,10 @@ fn attention_impl(y: &mut [f32], att: &mut [f32], att_stride: usize, a: &AttHead
                 let mut c0 = 0;
                 while c0 < hd {
                     let nc = (hd - c0).min(CV);
+                    if h0 == hs {
+                        let at = (t0 + KV_AHEAD) * a.kv_dim0 + kvh * hd + c0;
+                        prefetch_rows(vp, at, TV, a.kv_dim0, nc);
+                    }
                     let masks: [__mmask16; 4] = core::array::from_fn(|r| {
                         let left = nc.saturating_sub(16 * r).min(16);
                         ((1u32 << left) - 1) as __mmask16
