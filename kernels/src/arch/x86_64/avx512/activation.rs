@@ -144,6 +144,11 @@ fn softmax_impl(x: &mut [f32]) {
     };
     let mut j = 0;
     while j + UNROLL <= nbody {
+        // The adds first: older than the exps they compete with for the two vector ports,
+        // they go first once ready, and the chain is the bound.
+        if j >= LAG {
+            sum_back(&mut acc, j - LAG, j - LAG + UNROLL);
+        }
         // SAFETY: body vectors `j..j + UNROLL`, aligned and inside the slice.
         unsafe {
             let e: [__m512; UNROLL] = core::array::from_fn(|k| {
@@ -152,9 +157,6 @@ fn softmax_impl(x: &mut [f32]) {
             for (k, &ek) in e.iter().enumerate() {
                 _mm512_store_ps(body(j + k), ek);
             }
-        }
-        if j >= LAG {
-            sum_back(&mut acc, j - LAG, j - LAG + UNROLL);
         }
         j += UNROLL;
     }
