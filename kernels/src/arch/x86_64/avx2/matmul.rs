@@ -15,6 +15,7 @@
 
 use core::arch::x86_64::*;
 
+use super::super::row_stream::{prefetch_stream_start, StreamPos};
 use super::activation::hsum8;
 use super::quant::f16_value;
 use crate::block::{BlockQ40, BlockQ80};
@@ -89,11 +90,13 @@ fn q80_q40_avx2(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40]) {
             dx[j] = f16_value(xb.d);
             corr[j] = q80_correction(xb);
         }
-        // Each row's prefetch runs `PREFETCH` bytes ahead in the stream of that row's chunks in
-        // this and the following 4-row tiles, so a tile's rows are already on their way when it
-        // starts (short rows would start cold).
+        // Each row's prefetch runs `PREFETCH` bytes ahead in its row slot's stream (see
+        // `row_stream`).
         let seg = cn * core::mem::size_of::<BlockQ40>();
         let tile_bytes = 4 * nb * core::mem::size_of::<BlockQ40>();
+        let first: [*const u8; 4] =
+            core::array::from_fn(|i| w[i.min(rows - 1) * nb + c0..].as_ptr().cast::<u8>());
+        prefetch_stream_start(&first, PREFETCH, seg, tile_bytes);
         let mut r0 = 0;
         while r0 < rows {
             let live = 4.min(rows - r0);
@@ -108,11 +111,12 @@ fn q80_q40_avx2(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40]) {
                 // SAFETY: `a` is 4 floats.
                 unsafe { _mm_loadu_ps(a.as_ptr()) }
             };
+            let mut ahead = StreamPos::new(PREFETCH, seg, tile_bytes);
             for j in 0..cn {
                 if j % 3 == 0 {
                     // 54 bytes per prefetch step: every line of each row is touched.
-                    let ahead = j * core::mem::size_of::<BlockQ40>() + PREFETCH;
-                    let pf = (ahead / seg) * tile_bytes + ahead % seg;
+                    let pf = ahead.offset();
+                    ahead.advance(3 * core::mem::size_of::<BlockQ40>());
                     for &r in &base {
                         // Prefetches never fault.
                         _mm_prefetch::<_MM_HINT_T0>(r.cast::<u8>().wrapping_add(pf).cast());

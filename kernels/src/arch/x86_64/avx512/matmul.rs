@@ -29,6 +29,7 @@ use core::arch::x86_64::*;
 pub(crate) use super::super::avx2::matmul::{matmul_f32, matmul_f32_batch};
 
 use super::super::avx2;
+use super::super::row_stream::{prefetch_stream_start, StreamPos};
 use crate::block::{BlockQ40, BlockQ80};
 use crate::scalar::matmul::block_dot;
 use avx2::matmul::{nibbles, prefetch_next_pass, q80_correction, BatchX, BCHUNK, MAX_BATCH};
@@ -230,6 +231,11 @@ macro_rules! q80_q40_kernels {
                 let cn = CHUNK.min(nb - c0);
                 let ng = cn / 4;
                 prepare(&mut p, &x[c0..c0 + cn], ng);
+                let seg = cn * core::mem::size_of::<BlockQ40>();
+                let tile_bytes = 8 * nb * core::mem::size_of::<BlockQ40>();
+                let first: [*const u8; 8] =
+                    core::array::from_fn(|i| w[i.min(rows - 1) * nb + c0..].as_ptr().cast::<u8>());
+                prefetch_stream_start(&first, PREFETCH, seg, tile_bytes);
                 let mut r0 = 0;
                 while r0 < rows {
                     let live = 8.min(rows - r0);
@@ -245,16 +251,13 @@ macro_rules! q80_q40_kernels {
                         // SAFETY: `a` is 8 floats.
                         unsafe { _mm256_loadu_ps(a.as_ptr()) }
                     };
-                    // Each row's prefetch runs `PREFETCH` bytes ahead in the stream of that
-                    // row's chunks in this and the following 8-row tiles, so a tile's rows
-                    // are already on their way when it starts (short rows start cold
-                    // otherwise).
-                    let seg = cn * core::mem::size_of::<BlockQ40>();
-                    let tile_bytes = 8 * nb * core::mem::size_of::<BlockQ40>();
+                    // Each row's prefetch runs `PREFETCH` bytes ahead in its row slot's
+                    // stream (see `row_stream`).
+                    let mut ahead = StreamPos::new(PREFETCH, seg, tile_bytes);
                     for g in 0..ng {
                         let off = g * GROUP_BYTES;
-                        let ahead = off + PREFETCH;
-                        let pf = (ahead / seg) * tile_bytes + ahead % seg;
+                        let pf = ahead.offset();
+                        ahead.advance(GROUP_BYTES);
                         // SAFETY: each row has `cn ≥ 4g + 4` blocks from `c0`, so bytes
                         // `off..off + 72` of every row pointer are inside `w`: the loads read
                         // `off+2..off+66`, `off+20..off+72` (masked) and `off..off+64`.
