@@ -246,6 +246,43 @@ fn silu_golden_values() {
     }
 }
 
+/// The polynomial's clamp at ±88 (and where `2^n` underflows to +0, near −87.7), and the
+/// special values, on every implementation against the reference, bit for bit.
+#[test]
+fn silu_clamp_edges_and_specials() {
+    let mut x: Vec<f32> = Vec::new();
+    for centre in [-88.0f32, -87.68, 87.68, 88.0] {
+        x.extend((0..1000).map(|i| centre - 0.05 + i as f32 * 1e-4));
+    }
+    x.extend((-2000..2000).map(|i| i as f32 * 0.05));
+    x.extend([
+        f32::NAN,
+        -f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MAX,
+        f32::MIN,
+        f32::MIN_POSITIVE,
+        -0.0,
+        1e-45,
+        -1e-45,
+    ]);
+    // A length off the 16-lane grid, so the masked group and the `expf` tail are both used.
+    x.truncate(x.len() - x.len() % 8 + 5);
+    let mut want = x.clone();
+    Kernels::scalar().silu(&mut want[..], 1, 0).unwrap();
+    for imp in airllm_kernels::available() {
+        let k = Kernels::new(imp).unwrap();
+        for n_threads in [1, 3] {
+            let mut got = x.clone();
+            for t in 0..n_threads {
+                k.silu(&mut got[..], n_threads, t).unwrap();
+            }
+            assert_eq!(bits(&got), bits(&want), "{imp} threads {n_threads}");
+        }
+    }
+}
+
 #[test]
 fn error_paths() {
     for imp in airllm_kernels::available() {

@@ -11,8 +11,9 @@ use core::arch::x86_64::*;
 use crate::arch::x86_64::avx2::activation::{hsum8, softmax_row};
 use crate::math::{expf, EXP_POLY};
 
-/// `exp_poly` on 16 lanes for `x = v − max ≤ 0`, bit for bit, in fewer vector uops than the
-/// AVX2 steps (the 512-bit code is bound by the two vector ports):
+/// `exp_poly` on 16 lanes for `x ≤ 88` (softmax's `v − max ≤ 0`, SiLU's clamped `−v`), bit
+/// for bit, in fewer vector uops than the AVX2 steps (the 512-bit code is bound by the two
+/// vector ports):
 ///
 /// - `f = y − rint(y)` is one `vreduceps` (round to nearest even, as `cvtps2dq` does; the
 ///   difference is exact), and `n = y − f` is exact too.
@@ -214,6 +215,47 @@ fn softmax_impl(x: &mut [f32]) {
     for v in &mut x[full8..] {
         *v *= s;
     }
+}
+
+/// `x / (1 + exp_poly(0 − x))` for the first `n_poly` elements (16 lanes, the last group
+/// masked), `expf` after, as the reference. The reference clamps `0 − x` to `[−88, 88]`
+/// before the polynomial; the upper clamp is `min(88, t)` here (a NaN `t` stays NaN and is
+/// zeroed like the lower side by [`exp_poly16_nonpos`], as the reference's clamp sends it to
+/// −88 and so to +0).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+fn silu_impl(x: &mut [f32], n_poly: usize) {
+    let n_poly = n_poly.min(x.len());
+    let p = x.as_mut_ptr();
+    let one = _mm512_set1_ps(1.0);
+    let hi = _mm512_set1_ps(88.0);
+    let silu16 = |v: __m512| {
+        let t = _mm512_min_ps(hi, _mm512_sub_ps(_mm512_setzero_ps(), v));
+        _mm512_div_ps(v, _mm512_add_ps(one, exp_poly16_nonpos(t)))
+    };
+    let mut i = 0;
+    while i + 16 <= n_poly {
+        // SAFETY: `i + 16 <= n_poly <= len`.
+        unsafe { _mm512_storeu_ps(p.add(i), silu16(_mm512_loadu_ps(p.add(i)))) };
+        i += 16;
+    }
+    if i < n_poly {
+        let m = ((1u32 << (n_poly - i)) - 1) as __mmask16;
+        // SAFETY: the mask enables only elements `i..n_poly`, inside the slice; masked-off
+        // lanes are neither read nor written.
+        unsafe {
+            let v = _mm512_maskz_loadu_ps(m, p.add(i));
+            _mm512_mask_storeu_ps(p.add(i), m, silu16(v));
+        }
+    }
+    for v in &mut x[n_poly..] {
+        *v = *v / (1.0 + expf(-*v));
+    }
+}
+
+pub(crate) fn silu(x: &mut [f32], n_poly: usize) {
+    // SAFETY: reached only through the AVX-512 tables, which `Impl::table` hands out after
+    // checking that the CPU has AVX-512 F/BW/VL/DQ, AVX2, FMA and F16C.
+    unsafe { silu_impl(x, n_poly) }
 }
 
 pub(crate) fn softmax(x: &mut [f32]) {

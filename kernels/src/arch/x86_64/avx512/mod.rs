@@ -1,4 +1,4 @@
-//! AVX-512 F/BW/VL for the two matmuls, attention, softmax and Q80 quantisation; the other
+//! AVX-512 F/BW/VL/DQ for the two matmuls, attention, softmax, SiLU and Q80 quantisation; the other
 //! kernels are memory-bound or tiny, so they reuse the AVX2 code. [`TABLE_VNNI`] adds
 //! `vpdpbusd` for the Q80×Q40 block dots. Both tables are reachable only after the CPU check
 //! in `Impl::table`.
@@ -20,6 +20,7 @@ pub(crate) static TABLE: Table = Table {
     matmul_f32_batch: matmul::matmul_f32_batch,
     attention: attention::attention,
     softmax: activation::softmax,
+    silu: activation::silu,
     quantize_q80: quant::quantize_q80,
     ..avx2::TABLE
 };
