@@ -8,8 +8,8 @@
 use core::arch::x86_64::*;
 
 use super::activation::softmax_row;
+use super::norm::sqrt_vex;
 use super::norm::tail_mask;
-use crate::math::sqrtf;
 use crate::scalar::attention::AttHeads;
 
 /// Positions per score pass.
@@ -131,7 +131,7 @@ fn attention_impl(y: &mut [f32], att: &mut [f32], att_stride: usize, a: &AttHead
     }
     let n_heads = check_shape(y, att, att_stride, a);
     let n_t = a.pos + 1;
-    let root = _mm256_set1_ps(sqrtf(hd as f32));
+    let root = _mm256_set1_ps(sqrt_vex(hd as f32));
     let (kp, vp, qp) = (a.k_cache.as_ptr(), a.v_cache.as_ptr(), a.q.as_ptr());
 
     let mut t0 = 0;

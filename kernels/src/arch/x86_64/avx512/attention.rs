@@ -12,7 +12,7 @@ use core::arch::x86_64::*;
 
 use crate::arch::x86_64::avx2::activation::softmax_row;
 use crate::arch::x86_64::avx2::attention::{check_shape, groups};
-use crate::math::sqrtf;
+use crate::arch::x86_64::avx2::norm::sqrt_vex;
 use crate::scalar::attention::AttHeads;
 
 /// Positions per score block (two 2-position registers).
@@ -136,7 +136,7 @@ fn attention_impl(y: &mut [f32], att: &mut [f32], att_stride: usize, a: &AttHead
     }
     let n_heads = check_shape(y, att, att_stride, a);
     let n_t = a.pos + 1;
-    let root = _mm512_set1_ps(sqrtf(hd as f32));
+    let root = _mm512_set1_ps(sqrt_vex(hd as f32));
     let (kp, vp, qp) = (a.k_cache.as_ptr(), a.v_cache.as_ptr(), a.q.as_ptr());
 
     // Scores.

@@ -6,6 +6,7 @@
 pub(crate) mod activation;
 pub(crate) mod attention;
 pub(crate) mod matmul;
+pub(crate) mod norm;
 pub(crate) mod packed;
 pub(crate) mod quant;
 
@@ -21,6 +22,7 @@ pub(crate) static TABLE: Table = Table {
     attention: attention::attention,
     softmax: activation::softmax,
     silu: activation::silu,
+    rms_norm: norm::rms_norm,
     quantize_q80: quant::quantize_q80,
     ..avx2::TABLE
 };
