@@ -10,7 +10,7 @@
 
 use core::arch::x86_64::*;
 
-use crate::arch::x86_64::avx2::activation::softmax_row;
+use super::activation::softmax;
 use crate::arch::x86_64::avx2::attention::{check_shape, groups};
 use crate::arch::x86_64::avx2::norm::sqrt_vex;
 use crate::scalar::attention::AttHeads;
@@ -183,7 +183,7 @@ fn attention_impl(y: &mut [f32], att: &mut [f32], att_stride: usize, a: &AttHead
     }
 
     for h in 0..n_heads {
-        softmax_row(&mut att[h * att_stride..h * att_stride + n_t]);
+        softmax(&mut att[h * att_stride..h * att_stride + n_t]);
     }
 
     // Value sums: y is zero, then fma(a_t, V_t, y) for t in order, per element.
