@@ -32,7 +32,7 @@ use super::super::avx2;
 use super::super::row_stream::{prefetch_stream_start, StreamPos};
 use crate::block::{BlockQ40, BlockQ80};
 use crate::scalar::matmul::block_dot;
-use avx2::matmul::{nibbles, prefetch_next_pass, q80_correction, BatchX, BCHUNK, MAX_BATCH};
+use avx2::matmul::{nibbles, prefetch_next_pass, BatchX, BCHUNK, MAX_BATCH};
 use avx2::quant::f16_value;
 
 /// Blocks of `x` prepared per pass (a multiple of 4; stack: 64 bytes per block).
@@ -87,50 +87,55 @@ fn high256(v: __m512) -> __m256 {
     _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))
 }
 
-/// Fills `p` for the `groups` full four-block groups of `x`.
+/// Fills `p` for the `groups` full four-block groups of `x`, all in registers (this runs
+/// once per call and thread, so it is most of a small matmul's fixed cost).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
 fn prepare(p: &mut Prep, x: &[BlockQ80], groups: usize) {
+    const _: () = assert!(core::mem::size_of::<BlockQ80>() == 34);
+    // The four scales of a group are the 16-bit words 0, 17, 34 and 51 of its 136 bytes
+    // (words 32.. from the second load), each taken four times: `[block k: dX ×4]`.
+    let d_idx = _mm512_set_epi16(
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 51, 51, 51, 51, 34, 34, 34, 34, 17, 17, 17,
+        17, 0, 0, 0, 0,
+    );
+    let ones8 = _mm512_set1_epi8(1);
+    let ones16 = _mm512_set1_epi16(1);
+    let pow = _mm512_set1_ps(TWO_POW_112);
     for g in 0..groups {
         let xs = &x[4 * g..4 * g + 4];
-        let (mut lo, mut hi) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-        let (mut s, mut c) = ([0.0f32; 16], [0i32; 16]);
-        for (k, xb) in xs.iter().enumerate() {
-            // SAFETY: `qs` is 32 bytes.
-            let (l, h) = unsafe {
-                (
-                    _mm_loadu_si128(xb.qs.as_ptr().cast()),
-                    _mm_loadu_si128(xb.qs.as_ptr().add(16).cast()),
-                )
+        let base = xs.as_ptr().cast::<u8>();
+        // SAFETY: the group is 4 blocks of 34 bytes; the loads read bytes 0..128 of it and
+        // `qs` is 32 bytes.
+        let (lo, hi, sx) = unsafe {
+            let half = |k: usize, o: usize| _mm_loadu_si128(xs[k].qs.as_ptr().add(o).cast());
+            let quad = |o: usize| {
+                let v = _mm512_castsi128_si512(half(0, o));
+                let v = _mm512_inserti32x4::<1>(v, half(1, o));
+                let v = _mm512_inserti32x4::<2>(v, half(2, o));
+                _mm512_inserti32x4::<3>(v, half(3, o))
             };
-            (lo, hi) = match k {
-                0 => (
-                    _mm512_inserti32x4::<0>(lo, l),
-                    _mm512_inserti32x4::<0>(hi, h),
-                ),
-                1 => (
-                    _mm512_inserti32x4::<1>(lo, l),
-                    _mm512_inserti32x4::<1>(hi, h),
-                ),
-                2 => (
-                    _mm512_inserti32x4::<2>(lo, l),
-                    _mm512_inserti32x4::<2>(hi, h),
-                ),
-                _ => (
-                    _mm512_inserti32x4::<3>(lo, l),
-                    _mm512_inserti32x4::<3>(hi, h),
-                ),
-            };
+            let d = _mm512_permutex2var_epi16(
+                _mm512_loadu_si512(base.cast()),
+                d_idx,
+                _mm512_loadu_si512(base.add(64).cast()),
+            );
             // Exact: |dX| ≤ 65504 keeps `dX · 2^112` below f32::MAX.
-            s[4 * k..4 * k + 4].fill(f16_value(xb.d) * TWO_POW_112);
-            c[4 * k..4 * k + 4].fill(q80_correction(xb));
-        }
+            let sx = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(d)), pow);
+            (quad(0), quad(16), sx)
+        };
+        // `8 · Σx` per block: pair sums of `lo` and `hi` (each at most 2 · 128 in size, so
+        // their sum fits 16 bits), 4-byte sums, then the four lanes of each block added.
+        let s16 = _mm512_add_epi16(
+            _mm512_maddubs_epi16(ones8, lo),
+            _mm512_maddubs_epi16(ones8, hi),
+        );
+        let s = _mm512_madd_epi16(s16, ones16);
+        let s = _mm512_add_epi32(s, _mm512_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm512_add_epi32(s, _mm512_shuffle_epi32::<0b10_11_00_01>(s));
         p.lo[g] = lo;
         p.hi[g] = hi;
-        // SAFETY: both arrays are 16 elements.
-        unsafe {
-            p.sx[g] = _mm512_loadu_ps(s.as_ptr());
-            p.cx[g] = _mm512_loadu_si512(c.as_ptr().cast());
-        }
+        p.sx[g] = sx;
+        p.cx[g] = _mm512_slli_epi32::<3>(s);
     }
 }
 
