@@ -43,7 +43,7 @@ fn report_prints_a_table_and_writes_json() {
 }
 
 #[test]
-fn report_times_the_packed_layout_next_to_row_major() {
+fn report_times_the_packed_layout_and_judges_targets_on_row_major() {
     let json =
         std::env::temp_dir().join(format!("kernel-report-packed-{}.json", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_kernel-report"))
@@ -76,13 +76,13 @@ fn report_times_the_packed_layout_next_to_row_major() {
         assert!(md.contains(&row), "missing {row:?} in\n{md}");
     }
     assert!(!md.contains("| matmul_q80_q40 |"), "{md}");
-    // Only the packed layout ran: the all-threads target is judged on it alone.
+    // Only the packed layout ran: the mat-vec targets name the row-major kernel (what the C
+    // ABI receives), so they are not judged on the packed figures.
     if !impls.is_empty() {
         assert!(
             md.lines().any(
                 |l| l.contains("stream ≥ 0.90 of read bandwidth on every shape")
-                    && l.contains("row-major: –, packed: worst ")
-                    && (l.contains("**PASS**") || l.contains("**FAIL**"))
+                    && l.contains("**not measured**")
             ),
             "{md}"
         );
