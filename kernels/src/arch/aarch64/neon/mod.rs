@@ -28,6 +28,7 @@ pub(crate) mod activation;
 pub(crate) mod attention;
 pub(crate) mod matmul;
 pub(crate) mod norm;
+pub(crate) mod packed;
 pub(crate) mod quant;
 pub(crate) mod rope;
 
@@ -46,9 +47,7 @@ pub(crate) static TABLE: Table = Table {
     dequantize_q40: quant::dequantize_q40,
     matmul_q80_q40: matmul::matmul_q80_q40,
     matmul_q80_q40_batch: matmul::matmul_q80_q40_batch,
-    // The packed layout is tuned for x86 vector widths; aarch64 runs the reference on it (the
-    // row-major kernel above is the fast path here). The dot-product table inherits this.
-    matmul_q80_q40_packed: scalar::packed::matmul_q80_q40_packed,
+    matmul_q80_q40_packed: packed::matmul_q80_q40_packed,
     matmul_f32: matmul::matmul_f32,
     matmul_f32_batch: matmul::matmul_f32_batch,
     inv_rms: norm::inv_rms,
