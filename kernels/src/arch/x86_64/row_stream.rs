@@ -7,7 +7,7 @@
 //! tile boundaries, where the hardware streamer, which follows one 4 KiB page at a time,
 //! loses them.
 
-use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
 
 /// A position in a row slot's stream: whole tiles ahead plus bytes into the chunk.
 #[derive(Clone, Copy)]
@@ -63,7 +63,7 @@ pub(crate) fn prefetch_stream_start(
         for &r in rows {
             // SAFETY: SSE is part of the x86-64 baseline; a prefetch never faults, whatever
             // the address.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(r.wrapping_add(pos.offset()).cast()) };
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(r.wrapping_add(pos.offset()).cast()) };
         }
         let step = 64.min(pos.seg);
         pos.advance(step);
