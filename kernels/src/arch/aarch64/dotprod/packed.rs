@@ -45,18 +45,22 @@ fn sdot2<const M: usize>(
 impl PackedDot for SdotLane {
     #[inline(always)]
     fn dots(p: &PackedQ40, x0: int8x16_t, x1: int8x16_t) -> [int32x4_t; 4] {
-        core::array::from_fn(|q| {
-            // SAFETY: NEON is a compile-time target feature of every build of this module.
-            let mut acc = unsafe { vdupq_n_s32(0) };
+        // A loop, not `array::from_fn`: a closure is a function of its own, which an
+        // unoptimised build would not inline into the `dotprod` entry point (and `sdot` would
+        // not assemble there).
+        // SAFETY: NEON is a compile-time target feature of every build of this module.
+        let mut out = [unsafe { vdupq_n_s32(0) }; 4];
+        for (q, acc) in out.iter_mut().enumerate() {
             let (lo, hi) = column(p, 0, q);
-            acc = sdot2::<0>(acc, lo, hi, x0, x1);
+            *acc = sdot2::<0>(*acc, lo, hi, x0, x1);
             let (lo, hi) = column(p, 1, q);
-            acc = sdot2::<1>(acc, lo, hi, x0, x1);
+            *acc = sdot2::<1>(*acc, lo, hi, x0, x1);
             let (lo, hi) = column(p, 2, q);
-            acc = sdot2::<2>(acc, lo, hi, x0, x1);
+            *acc = sdot2::<2>(*acc, lo, hi, x0, x1);
             let (lo, hi) = column(p, 3, q);
-            sdot2::<3>(acc, lo, hi, x0, x1)
-        })
+            *acc = sdot2::<3>(*acc, lo, hi, x0, x1);
+        }
+        out
     }
 }
 
