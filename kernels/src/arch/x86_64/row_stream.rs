@@ -9,6 +9,8 @@
 
 use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
 
+use crate::block::BlockQ40;
+
 /// A position in a row slot's stream: whole tiles ahead plus bytes into the chunk.
 #[derive(Clone, Copy)]
 pub(crate) struct StreamPos {
@@ -48,19 +50,25 @@ impl StreamPos {
     }
 }
 
-/// Requests the first `dist` bytes of every row slot's stream at once, so a pass over a chunk
-/// does not start with a run of demand misses one group at a time. Prefetches never fault.
-#[inline]
-pub(crate) fn prefetch_stream_start(
-    rows: &[*const u8],
+/// Starts a pass over blocks `c0..c0 + cn` of `rows ≥ 1` weight rows of `nb` blocks, walked in
+/// tiles of `R` rows: requests the first `dist` bytes of every row slot's stream at once (so the
+/// pass does not open with a run of demand misses one group at a time), and returns the
+/// position `dist` bytes ahead from which each tile's prefetch runs. Prefetches never fault.
+pub(crate) fn start_streams<const R: usize>(
+    w: &[BlockQ40],
+    rows: usize,
+    nb: usize,
+    c0: usize,
+    cn: usize,
     dist: usize,
-    seg: usize,
-    tile_bytes: usize,
-) {
+) -> StreamPos {
+    let seg = cn * core::mem::size_of::<BlockQ40>();
+    let tile_bytes = R * nb * core::mem::size_of::<BlockQ40>();
     let mut pos = StreamPos::new(0, seg, tile_bytes);
     let mut done = 0;
     while done < dist {
-        for &r in rows {
+        for i in 0..R.min(rows) {
+            let r = w[i * nb + c0..].as_ptr().cast::<u8>();
             // SAFETY: SSE is part of the x86-64 baseline; a prefetch never faults, whatever
             // the address.
             unsafe { _mm_prefetch::<_MM_HINT_T1>(r.wrapping_add(pos.offset()).cast()) };
@@ -69,4 +77,5 @@ pub(crate) fn prefetch_stream_start(
         pos.advance(step);
         done += step;
     }
+    StreamPos::new(dist, seg, tile_bytes)
 }

@@ -15,7 +15,7 @@
 
 use core::arch::x86_64::*;
 
-use super::super::row_stream::{prefetch_stream_start, StreamPos};
+use super::super::row_stream::start_streams;
 use super::activation::hsum8;
 use super::quant::f16_value;
 use crate::block::{BlockQ40, BlockQ80};
@@ -92,11 +92,7 @@ fn q80_q40_avx2(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40]) {
         }
         // Each row's prefetch runs `PREFETCH` bytes ahead in its row slot's stream (see
         // `row_stream`).
-        let seg = cn * core::mem::size_of::<BlockQ40>();
-        let tile_bytes = 4 * nb * core::mem::size_of::<BlockQ40>();
-        let first: [*const u8; 4] =
-            core::array::from_fn(|i| w[i.min(rows - 1) * nb + c0..].as_ptr().cast::<u8>());
-        prefetch_stream_start(&first, PREFETCH, seg, tile_bytes);
+        let tile_ahead = start_streams::<4>(w, rows, nb, c0, cn, PREFETCH);
         let mut r0 = 0;
         while r0 < rows {
             let live = 4.min(rows - r0);
@@ -111,7 +107,7 @@ fn q80_q40_avx2(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40]) {
                 // SAFETY: `a` is 4 floats.
                 unsafe { _mm_loadu_ps(a.as_ptr()) }
             };
-            let mut ahead = StreamPos::new(PREFETCH, seg, tile_bytes);
+            let mut ahead = tile_ahead;
             for j in 0..cn {
                 if j % 3 == 0 {
                     // 54 bytes per prefetch step: every line of each row is touched.

@@ -1,6 +1,7 @@
-//! AVX-512 softmax: the exp polynomial on 16 lanes, the sum still in the contract's 8 lanes.
+//! AVX-512 softmax and SiLU: the exp polynomial on 16 lanes (SiLU then divides exactly, 16
+//! lanes at a time); softmax's sum stays in the contract's 8 lanes.
 //!
-//! The exps are stored 16 at a time and the 8-groups read back in element order into the one
+//! The softmax exps are stored 16 at a time and the 8-groups read back in element order into the one
 //! 8-lane accumulator, which is exactly the reference's `lanes[i % 8] +=` in element order.
 //! That chain of `len / 8` dependent adds is what bounds a 4096-row: with 512-bit work in
 //! flight a `vaddps ymm` takes about 3–4 cycles to feed the next one (about 2 without), so
