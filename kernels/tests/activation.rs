@@ -42,6 +42,14 @@ fn check_softmax(imp: Impl, len: usize, x: &[f32], n_threads: usize) -> Result<(
     Ok(())
 }
 
+/// Bit patterns with every NaN as one value: which NaN an operation returns is not part of
+/// the contract.
+fn nan_as_one(v: &[f32]) -> Vec<u32> {
+    v.iter()
+        .map(|x| if x.is_nan() { u32::MAX } else { x.to_bits() })
+        .collect()
+}
+
 fn check_silu(imp: Impl, x: &[f32], n_threads: usize) -> Result<(), TestCaseError> {
     let Some(k) = handle(imp) else { return Ok(()) };
     let mut want = x.to_vec();
@@ -155,6 +163,51 @@ macro_rules! impl_tests {
                     buf[start..start + len].copy_from_slice(&x);
                     k.softmax(&mut buf[start..start + len], len, 1, 0).unwrap();
                     prop_assert_eq!(bits(&buf[start..start + len]), bits(&want), "offset {} len {}", offset, len);
+                }
+
+                /// Rows whose smallest exps sit on the polynomial's underflow edge (`x − max`
+                /// around −87.68, where `2^n` turns from the least normal power into +0),
+                /// with a few elements far below it.
+                #[test]
+                fn softmax_underflow_edge(
+                    x in (90usize..300).prop_flat_map(|n| proptest::collection::vec(prop_oneof![
+                        8 => -88.5f32..-86.8,
+                        1 => -1.0e30f32..-100.0,
+                        1 => -1.0f32..0.0,
+                    ], n)),
+                    shift in prop_oneof![Just(0.0f32), -50.0f32..50.0],
+                ) {
+                    let x: Vec<f32> = x.iter().map(|v| v + shift).collect();
+                    check_softmax($imp, x.len(), &x, 1)?;
+                }
+
+                /// NaN and infinities anywhere in a row (the first element included) give
+                /// what the reference gives, NaN for NaN.
+                #[test]
+                fn softmax_non_finite(
+                    x in (1usize..300, 0usize..4).prop_flat_map(|(n, kind)| {
+                        // NaN alone, −∞ alone, both, or all three with +∞ (whose maximum is
+                        // not finite), a few per row.
+                        let special = match kind {
+                            0 => Just(f32::NAN).boxed(),
+                            1 => Just(f32::NEG_INFINITY).boxed(),
+                            2 => prop_oneof![Just(f32::NAN), Just(f32::NEG_INFINITY)].boxed(),
+                            _ => prop_oneof![
+                                Just(f32::NAN),
+                                Just(f32::NEG_INFINITY),
+                                Just(f32::INFINITY),
+                            ]
+                            .boxed(),
+                        };
+                        proptest::collection::vec(prop_oneof![40 => -8.0f32..8.0, 1 => special], n)
+                    }),
+                ) {
+                    let Some(k) = handle($imp) else { return Ok(()) };
+                    let mut want = x.clone();
+                    Kernels::scalar().softmax(&mut want[..], x.len(), 1, 0).unwrap();
+                    let mut got = x.clone();
+                    k.softmax(&mut got[..], x.len(), 1, 0).unwrap();
+                    prop_assert_eq!(nan_as_one(&got), nan_as_one(&want));
                 }
 
                 #[test]

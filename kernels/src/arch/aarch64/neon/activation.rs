@@ -25,14 +25,17 @@ pub(super) fn softmax_neon(x: &mut [f32]) {
     }
     // For non-NaN input the maximum is one value whatever the order; when it is a zero its sign
     // cannot matter, since x − (±0) differs only for x = ±0, whose exps are both exactly 1.
+    // The reference never takes a NaN as a new maximum but keeps a NaN first element: FMAXNM
+    // skips NaN operands (FMAX would return them), and a NaN first element skips the search.
     let (c4, t4) = x.as_chunks::<4>();
     let mut max = x[0];
-    if let Some((first, rest)) = c4.split_first() {
+    if let (Some((first, rest)), false) = (c4.split_first(), max.is_nan()) {
         let mut m = ld4(first);
         for v in rest {
-            m = vmaxq_f32(m, ld4(v));
+            m = vmaxnmq_f32(m, ld4(v));
         }
-        max = vmaxvq_f32(m);
+        // Lane 0 holds at least `x[0]`, a number, so the reduction is one.
+        max = vmaxnmvq_f32(m);
     }
     for &v in t4 {
         if v > max {

@@ -148,9 +148,10 @@ pub(super) fn lanes_tail_hsum(lo: float32x4_t, hi: float32x4_t, a: &[f32], b: &[
 #[target_feature(enable = "neon")]
 #[inline]
 pub(super) fn exp_poly(x: float32x4_t) -> float32x4_t {
-    // maxps/minps and FMAX/FMIN agree on all non-NaN inputs (signed zeros cannot reach here
-    // as a tie: the bounds are ±88).
-    let x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-88.0)), vdupq_n_f32(88.0));
+    // maxps/minps and FMAXNM/FMINNM agree on all non-NaN inputs (signed zeros cannot reach
+    // here as a tie: the bounds are ±88), and on a NaN `x` too: maxps returns its second
+    // operand, −88, as FMAXNM returns the number (FMAX would return the NaN).
+    let x = vminnmq_f32(vmaxnmq_f32(x, vdupq_n_f32(-88.0)), vdupq_n_f32(88.0));
     let y = vmulq_n_f32(x, core::f32::consts::LOG2_E);
     // |y| ≤ 127, so the conversion never saturates.
     let n = vcvtnq_s32_f32(y);

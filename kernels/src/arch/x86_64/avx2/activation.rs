@@ -63,9 +63,11 @@ fn exp_poly8_nonpos(x: __m256) -> __m256 {
     _mm256_mul_ps(p, _mm256_castsi256_ps(two_n))
 }
 
-/// Largest element of `x` (non-empty). The maximum of finite floats does not depend on the
-/// order, and the sign of a zero maximum cannot change any `exp(x − max)`, so four independent
-/// accumulators may share the work.
+/// Largest element of `x` (non-empty) as the reference finds it: a NaN is never greater than
+/// the running maximum, so it is skipped unless it is the first element, which then stays
+/// (`vmaxps` returns its second operand, the accumulator, when either is NaN). The maximum of
+/// the other floats does not depend on the order, and the sign of a zero maximum cannot change
+/// any `exp(x − max)`, so four independent accumulators may share the work.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn row_max(x: &[f32]) -> f32 {
     let mut max = x[0];
@@ -78,13 +80,13 @@ fn row_max(x: &[f32]) -> f32 {
         while i + 32 <= full {
             for (k, mk) in m.iter_mut().enumerate() {
                 // SAFETY: `i + 8 * k + 8 <= full <= x.len()`.
-                *mk = _mm256_max_ps(*mk, unsafe { _mm256_loadu_ps(p.add(i + 8 * k)) });
+                *mk = _mm256_max_ps(unsafe { _mm256_loadu_ps(p.add(i + 8 * k)) }, *mk);
             }
             i += 32;
         }
         while i < full {
             // SAFETY: `i + 8 <= full`.
-            m[0] = _mm256_max_ps(m[0], unsafe { _mm256_loadu_ps(p.add(i)) });
+            m[0] = _mm256_max_ps(unsafe { _mm256_loadu_ps(p.add(i)) }, m[0]);
             i += 8;
         }
         let m = _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3]));
