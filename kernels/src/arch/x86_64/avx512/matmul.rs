@@ -55,6 +55,7 @@ const BATCH_PREFETCH_ROWS: usize = 4;
 /// Accumulator registers of the batched kernel's row sub-tile (stack: 16 KiB): 256 rows of up
 /// to 16 vectors or 128 rows of up to 32.
 const BATCH_ACC: usize = 256;
+const BATCH_R: usize = 8;
 
 /// Vector groups of 16 in the largest batch.
 const G16: usize = MAX_BATCH / 16;
@@ -397,9 +398,9 @@ macro_rules! q80_q40_kernels {
                     prepare_batch16(&mut bx, x, nb, b, c0, cn);
                     prefetch_next_pass(wt, tr, nb, c0 + cn);
                     let mut r = 0;
-                    while r + 8 <= tr {
-                        $rows_tf::<8>(&mut acc, &bx, wt, nb, r, c0, cn, groups);
-                        r += 8;
+                    while r + BATCH_R <= tr {
+                        $rows_tf::<BATCH_R>(&mut acc, &bx, wt, nb, r, c0, cn, groups);
+                        r += BATCH_R;
                     }
                     while r < tr {
                         $rows_tf::<1>(&mut acc, &bx, wt, nb, r, c0, cn, groups);
@@ -539,15 +540,18 @@ fn bdot_bw<const R: usize>(init: __m512i, wq: [&[i32; 8]; R], xt: &[__m512i]) ->
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn bdot_vnni<const R: usize>(init: __m512i, wq: [&[i32; 8]; R], xt: &[__m512i]) -> [__m512i; R] {
-    // The rows' chains interleave in program order so that many independent `vpdpbusd` are
-    // ready at once; integer sums are exact in any order.
+    // Two chains of four per row (even and odd groups), so that many independent `vpdpbusd`
+    // are ready at once whatever order the compiler emits them in; integer sums are exact in
+    // any order.
     let mut s = [init; R];
-    for (k, &xk) in xt.iter().enumerate().take(8) {
+    let mut t = [_mm512_setzero_si512(); R];
+    for k in (0..8).step_by(2) {
         for i in 0..R {
-            s[i] = _mm512_dpbusd_epi32(s[i], _mm512_set1_epi32(wq[i][k]), xk);
+            s[i] = _mm512_dpbusd_epi32(s[i], _mm512_set1_epi32(wq[i][k]), xt[k]);
+            t[i] = _mm512_dpbusd_epi32(t[i], _mm512_set1_epi32(wq[i][k + 1]), xt[k + 1]);
         }
     }
-    s
+    core::array::from_fn(|i| _mm512_add_epi32(s[i], t[i]))
 }
 
 q80_q40_kernels!(
