@@ -213,16 +213,16 @@ fn q80_q40_batch_avx2(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40], b: usize)
     while c0 < nb {
         let cn = BCHUNK.min(nb - c0);
         prepare_batch8(&mut bx, x, nb, b, c0, cn);
-        prefetch_next_pass(w, rows, nb, c0 + cn);
         for r in 0..rows {
             let wrow = &w[r * nb + c0..r * nb + c0 + cn];
-            // A pass reads only `cn` blocks per row: fetch a later row's ahead so the short,
-            // strided segments do not wait on memory one by one.
+            // A pass reads only `cn` blocks per row, too short for the hardware prefetchers:
+            // the row asks for its segment of the next pass into L2 (spread over this pass),
+            // and a later row's segment of this pass into L1.
             if let Some(ahead) = w.get((r + BATCH_PREFETCH_ROWS) * nb + c0..) {
-                let a = ahead.as_ptr().cast::<u8>();
-                for line in 0..(cn * core::mem::size_of::<BlockQ40>()).div_ceil(64) {
-                    _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(64 * line).cast());
-                }
+                prefetch_blocks::<_MM_HINT_T0>(ahead, cn);
+            }
+            if c0 + cn < nb {
+                prefetch_blocks::<_MM_HINT_T1>(&w[r * nb + c0 + cn..], BCHUNK.min(nb - c0 - cn));
             }
             let mut acc = [_mm256_setzero_ps(); G8];
             if c0 > 0 {
@@ -273,21 +273,13 @@ fn q80_q40_batch_avx2(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40], b: usize)
     }
 }
 
-/// Asks for the next pass's weights (blocks `c1..c1 + BCHUNK` of every row) to be brought into
-/// L2 while this pass computes: a pass touches each row for only `BCHUNK` blocks, too short for
-/// the hardware prefetchers to follow.
+/// Prefetches the lines of the first `blocks` blocks of `w` with hint `H` (never faults).
 #[inline]
-pub(crate) fn prefetch_next_pass(w: &[BlockQ40], rows: usize, nb: usize, c1: usize) {
-    if c1 >= nb {
-        return;
-    }
-    let len = BCHUNK.min(nb - c1) * core::mem::size_of::<BlockQ40>();
-    for r in 0..rows {
-        let a = w[r * nb + c1..].as_ptr().cast::<u8>();
-        for line in 0..len.div_ceil(64) {
-            // SAFETY: prefetches never fault; SSE is part of the x86-64 baseline.
-            unsafe { _mm_prefetch::<_MM_HINT_T1>(a.wrapping_add(64 * line).cast()) };
-        }
+pub(crate) fn prefetch_blocks<const H: i32>(w: &[BlockQ40], blocks: usize) {
+    let a = w.as_ptr().cast::<u8>();
+    for line in 0..(blocks * core::mem::size_of::<BlockQ40>()).div_ceil(64) {
+        // SAFETY: prefetches never fault; SSE is part of the x86-64 baseline.
+        unsafe { _mm_prefetch::<H>(a.wrapping_add(64 * line).cast()) };
     }
 }
 

@@ -304,9 +304,7 @@ impl Grid {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
     fn zero_underflow(&self) -> __m256 {
         let least = least_kept();
-        let fix = |e: __m512| {
-            _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GE_OQ>(e, least), e)
-        };
+        let fix = |e: __m512| _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GE_OQ>(e, least), e);
         let (head, end) = (self.head(), self.end());
         // SAFETY: masked head and end, body vectors `j < nbody`.
         unsafe {
@@ -334,7 +332,10 @@ impl Grid {
             let v = _mm512_maskz_loadu_ps(self.head_mask, head);
             _mm512_mask_storeu_ps(head, self.head_mask, _mm512_mul_ps(v, vs));
             for j in 0..self.nbody {
-                _mm512_store_ps(self.body(j), _mm512_mul_ps(_mm512_load_ps(self.body(j)), vs));
+                _mm512_store_ps(
+                    self.body(j),
+                    _mm512_mul_ps(_mm512_load_ps(self.body(j)), vs),
+                );
             }
             let v = _mm512_maskz_loadu_ps(self.end_mask, end);
             _mm512_mask_storeu_ps(end, self.end_mask, _mm512_mul_ps(v, vs));

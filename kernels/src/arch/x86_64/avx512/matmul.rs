@@ -32,7 +32,7 @@ use super::super::avx2;
 use super::super::row_stream::start_streams;
 use crate::block::{BlockQ40, BlockQ80};
 use crate::scalar::matmul::block_dot;
-use avx2::matmul::{nibbles, prefetch_next_pass, BatchX, BCHUNK, MAX_BATCH};
+use avx2::matmul::{nibbles, prefetch_blocks, BatchX, BCHUNK, MAX_BATCH};
 use avx2::quant::f16_value;
 
 /// Blocks of `x` prepared per pass (a multiple of 4; stack: 64 bytes per block).
@@ -396,7 +396,6 @@ macro_rules! q80_q40_kernels {
                 while c0 < nb {
                     let cn = BCHUNK.min(nb - c0);
                     prepare_batch16(&mut bx, x, nb, b, c0, cn);
-                    prefetch_next_pass(wt, tr, nb, c0 + cn);
                     let mut r = 0;
                     while r + BATCH_R <= tr {
                         $rows_tf::<BATCH_R>(&mut acc, &bx, wt, nb, r, c0, cn, groups);
@@ -439,14 +438,17 @@ macro_rules! q80_q40_kernels {
         ) {
             let wrows: [&[BlockQ40]; R] =
                 core::array::from_fn(|i| &w[(r + i) * nb + c0..(r + i) * nb + c0 + cn]);
-            // A pass reads only `cn` blocks per row: fetch later rows' ahead so the short,
-            // strided segments do not wait on memory one by one.
+            // A pass reads only `cn` blocks per row, too short for the hardware prefetchers:
+            // each row asks for its segment of the next pass into L2, spread over this pass
+            // (measured 7 % faster than asking for the whole next pass at its start), and for
+            // the rows a little ahead in this pass into L1.
             for i in 0..R {
                 if let Some(ahead) = w.get((r + i + BATCH_PREFETCH_ROWS) * nb + c0..) {
-                    let a = ahead.as_ptr().cast::<u8>();
-                    for line in 0..(cn * core::mem::size_of::<BlockQ40>()).div_ceil(64) {
-                        _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(64 * line).cast());
-                    }
+                    prefetch_blocks::<_MM_HINT_T0>(ahead, cn);
+                }
+                if c0 + cn < nb {
+                    let next = &w[(r + i) * nb + c0 + cn..];
+                    prefetch_blocks::<_MM_HINT_T1>(next, BCHUNK.min(nb - c0 - cn));
                 }
             }
             // Unpacked first, so the block loop broadcasts 4-byte groups straight from memory
