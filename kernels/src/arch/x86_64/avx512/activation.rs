@@ -64,7 +64,7 @@ fn poly16(f: __m512) -> __m512 {
 /// `y = −126.5`, which rounds to the even −126), a denormal. Every lane with `n ≤ −127` gives at
 /// most `p(0.5)·2^−127`, about 500 denormal steps below it (the steps of `f` are `2^−17` at this
 /// magnitude and `p` rises by about `0.49·2^−17` a step, far more than one rounding), so
-/// `e ≥ LEAST_KEPT` tells the two apart exactly.
+/// `e ≥ least_kept()` tells the two apart exactly.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 fn least_kept() -> __m512 {

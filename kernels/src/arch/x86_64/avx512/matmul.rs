@@ -55,6 +55,9 @@ const BATCH_PREFETCH_ROWS: usize = 4;
 /// Accumulator registers of the batched kernel's row sub-tile (stack: 16 KiB): 256 rows of up
 /// to 16 vectors or 128 rows of up to 32.
 const BATCH_ACC: usize = 256;
+/// Rows that share each activation load in the batched kernel (measured: 8 beats 4 and 6; the
+/// 16 accumulators of two `vpdpbusd` chains per row and the 8 activation vectors fill the 32
+/// registers).
 const BATCH_R: usize = 8;
 
 /// Vector groups of 16 in the largest batch.
