@@ -60,6 +60,13 @@ const BATCH_ACC: usize = 256;
 /// registers).
 const BATCH_R: usize = 8;
 
+/// The batched kernel's row function's working memory: `BATCH_R` rows' unpacked weight nibbles
+/// and f32 weight scales for one pass (`BCHUNK` blocks).
+struct RowsBuf {
+    unpacked: [[[i32; 8]; BCHUNK]; BATCH_R],
+    dws: [[f32; BCHUNK]; BATCH_R],
+}
+
 /// Vector groups of 16 in the largest batch.
 const G16: usize = MAX_BATCH / 16;
 
@@ -389,6 +396,12 @@ macro_rules! q80_q40_kernels {
             // pass resumes each row with whole-register loads; the batch-major `out` is written
             // once per sub-tile.
             let mut acc = [_mm512_setzero_ps(); BATCH_ACC];
+            // The unpacked weights and their scales of the rows in flight, reused by every
+            // call of the row function (zeroing them per call cost as much as unpacking).
+            let mut rows_buf = RowsBuf {
+                unpacked: [[[0i32; 8]; BCHUNK]; BATCH_R],
+                dws: [[0.0f32; BCHUNK]; BATCH_R],
+            };
             let tile_rows = BATCH_ACC / groups;
             let mut t0 = 0;
             while t0 < rows {
@@ -401,11 +414,21 @@ macro_rules! q80_q40_kernels {
                     prepare_batch16(&mut bx, x, nb, b, c0, cn);
                     let mut r = 0;
                     while r + BATCH_R <= tr {
-                        $rows_tf::<BATCH_R>(&mut acc, &bx, wt, nb, r, c0, cn, groups);
+                        $rows_tf::<BATCH_R>(
+                            &mut acc,
+                            &mut rows_buf,
+                            &bx,
+                            wt,
+                            nb,
+                            r,
+                            c0,
+                            cn,
+                            groups,
+                        );
                         r += BATCH_R;
                     }
                     while r < tr {
-                        $rows_tf::<1>(&mut acc, &bx, wt, nb, r, c0, cn, groups);
+                        $rows_tf::<1>(&mut acc, &mut rows_buf, &bx, wt, nb, r, c0, cn, groups);
                         r += 1;
                     }
                     c0 += cn;
@@ -431,6 +454,7 @@ macro_rules! q80_q40_kernels {
         #[target_feature(enable = $feat)]
         fn $rows_tf<const R: usize>(
             acc: &mut [__m512; BATCH_ACC],
+            buf: &mut RowsBuf,
             bx: &BatchX16,
             w: &[BlockQ40],
             nb: usize,
@@ -456,7 +480,7 @@ macro_rules! q80_q40_kernels {
             }
             // Unpacked first, so the block loop broadcasts 4-byte groups straight from memory
             // instead of shuffling them out of a register.
-            let mut unpacked = [[[0i32; 8]; BCHUNK]; R];
+            let RowsBuf { unpacked, dws } = buf;
             for (u, wrow) in unpacked.iter_mut().zip(&wrows) {
                 for (ub, wb) in u.iter_mut().zip(wrow.iter()) {
                     // SAFETY: `qs` is 16 bytes, `ub` 32.
@@ -464,7 +488,6 @@ macro_rules! q80_q40_kernels {
                 }
             }
             // The rows' weight scales as f32, converted once for all groups.
-            let mut dws = [[0.0f32; BCHUNK]; R];
             for (dw, wrow) in dws.iter_mut().zip(&wrows) {
                 let mut h = [0u16; BCHUNK];
                 for (hj, wb) in h.iter_mut().zip(wrow.iter()) {
