@@ -488,17 +488,27 @@ macro_rules! q80_q40_kernels {
                 }
             }
             // The rows' weight scales as f32, converted once for all groups.
+            // Gathered rather than copied to a small array one by one: a 32-byte load of 16
+            // separate 2-byte stores cannot be forwarded and waits for them to reach the cache.
+            let block_offsets = _mm512_mullo_epi32(
+                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                _mm512_set1_epi32(core::mem::size_of::<BlockQ40>() as i32),
+            );
             for (dw, wrow) in dws.iter_mut().zip(&wrows) {
-                let mut h = [0u16; BCHUNK];
-                for (hj, wb) in h.iter_mut().zip(wrow.iter()) {
-                    *hj = wb.d;
-                }
-                // SAFETY: `h` is 16 f16 values (32 bytes) and `dw` 16 floats.
-                unsafe {
-                    _mm512_storeu_ps(
-                        dw.as_mut_ptr(),
-                        _mm512_cvtph_ps(_mm256_loadu_si256(h.as_ptr().cast())),
+                let live = ((1u32 << cn) - 1) as __mmask16;
+                // SAFETY: lane `j < cn` reads bytes `18j .. 18j + 4` of `wrow` (the scale and the
+                // first two nibble bytes of block `j`), inside it; masked-off lanes read nothing.
+                let d = unsafe {
+                    _mm512_mask_i32gather_epi32::<1>(
+                        _mm512_setzero_si512(),
+                        live,
+                        block_offsets,
+                        wrow.as_ptr().cast(),
                     )
+                };
+                // SAFETY: `dw` is 16 floats.
+                unsafe {
+                    _mm512_storeu_ps(dw.as_mut_ptr(), _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)))
                 };
             }
             for g in 0..groups {
@@ -564,7 +574,7 @@ fn bdot_bw<const R: usize>(init: __m512i, wq: [&[i32; 8]; R], xt: &[__m512i]) ->
 }
 
 /// For each of `R` rows, `init` plus the lane-per-vector unsigned-nibble block dot with
-/// `vpdpbusd`, one chain per row.
+/// `vpdpbusd`, two chains per row.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn bdot_vnni<const R: usize>(init: __m512i, wq: [&[i32; 8]; R], xt: &[__m512i]) -> [__m512i; R] {
