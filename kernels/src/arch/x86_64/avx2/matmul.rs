@@ -201,6 +201,8 @@ fn q80_q40_batch_avx2(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40], b: usize)
         return;
     }
     assert!(w.len() >= rows * nb, "weights shorter than rows × blocks");
+    // The accumulators are gathered back from `out` with i32 indices.
+    assert!(out.len() <= i32::MAX as usize);
     let groups = b.div_ceil(8);
     let zero = _mm256_setzero_si256();
     let mut bx = BatchX8 {
@@ -226,14 +228,21 @@ fn q80_q40_batch_avx2(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40], b: usize)
             }
             let mut acc = [_mm256_setzero_ps(); G8];
             if c0 > 0 {
+                // Gathered: eight scalar stores into a small array and one 32-byte load of it
+                // cannot be store-forwarded and stall until the stores reach the cache.
+                let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
                 for (g, a) in acc.iter_mut().enumerate().take(groups) {
-                    let mut t = [0.0f32; 8];
-                    for (l, v) in t.iter_mut().enumerate() {
-                        let vi = (g * 8 + l).min(b - 1);
-                        *v = out[vi * rows + r];
-                    }
-                    // SAFETY: `t` is 8 floats.
-                    *a = unsafe { _mm256_loadu_ps(t.as_ptr()) };
+                    let vi = _mm256_min_epi32(
+                        _mm256_add_epi32(lane, _mm256_set1_epi32((g * 8) as i32)),
+                        _mm256_set1_epi32(b as i32 - 1),
+                    );
+                    let idx = _mm256_add_epi32(
+                        _mm256_mullo_epi32(vi, _mm256_set1_epi32(rows as i32)),
+                        _mm256_set1_epi32(r as i32),
+                    );
+                    // SAFETY: every index is `vi · rows + r` with `vi < b` and `r < rows`, so
+                    // inside `out` (`b · rows` floats, which fit in i32, asserted above).
+                    *a = unsafe { _mm256_i32gather_ps::<4>(out.as_ptr(), idx) };
                 }
             }
             // Unpacked first, so the block loop broadcasts 4-byte groups straight from memory.
