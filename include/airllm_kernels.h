@@ -519,9 +519,13 @@ enum airllm_status airllm_multihead_attention(float *y,
 
 /**
  * Softmax in place over each of `n_rows` rows of `row_len` floats of `x` (`row_len > 0`).
- * Per row: max; `e = exp(x - max)` (the peer's AVX2 polynomial on full groups of 8, `expf` on
- * the last `row_len mod 8`); a zero sum becomes 1e-6; every element times `1/sum`. Threads
- * split the rows.
+ * Per row: max (a NaN is never a new maximum; a NaN first element stays the maximum); `e =
+ * exp(x - max)` (the peer's AVX2 polynomial on full groups of 8, `expf` on the last `row_len
+ * mod 8`); a zero sum becomes 1e-6; every element times `1/sum`. Threads split the rows.
+ * On x86-64 with AVX-512 (also inside `airllm_multihead_attention`) it reads MXCSR and uses
+ * its denormal-operand flag to detect underflowing exps; a flag the caller had set is set
+ * again on return, and with non-default MXCSR controls (flush-to-zero, denormals-are-zero,
+ * unmasked exceptions, other rounding) it takes a path that does not rely on the flag.
  *
  * # Safety
  * The caller's contract (crate docs, header preamble): a valid, aligned buffer of the size given.
