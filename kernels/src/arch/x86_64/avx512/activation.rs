@@ -185,19 +185,17 @@ impl Grid {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
     fn max(&self, first: f32) -> f32 {
         let init = _mm512_set1_ps(first);
+        let mut m = [init; 8];
+        // The head and end go in as values, not as the chains' starts: a NaN there must be
+        // skipped like any other (masked-off lanes hold `first`, which changes nothing).
         // SAFETY: masked head and end (see `head`, `end`).
-        let mut m = unsafe {
-            [
+        unsafe {
+            m[0] = _mm512_max_ps(
                 _mm512_mask_loadu_ps(init, self.head_mask, self.head()),
-                _mm512_mask_loadu_ps(init, self.end_mask, self.end()),
-                init,
-                init,
-                init,
-                init,
-                init,
-                init,
-            ]
-        };
+                m[0],
+            );
+            m[1] = _mm512_max_ps(_mm512_mask_loadu_ps(init, self.end_mask, self.end()), m[1]);
+        }
         // Eight chains: `vmaxps` has a latency of four cycles and a throughput of two a cycle.
         let mut j = 0;
         while j + 8 <= self.nbody {
