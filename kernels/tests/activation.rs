@@ -42,6 +42,19 @@ fn check_softmax(imp: Impl, len: usize, x: &[f32], n_threads: usize) -> Result<(
     Ok(())
 }
 
+/// One row softmaxed by `k` in a buffer where it starts `offset` elements (0..16) past a 64-byte
+/// boundary, and by the reference: `(got, want)`.
+fn softmax_placed(k: Kernels, x: &[f32], offset: usize) -> (Vec<f32>, Vec<f32>) {
+    let len = x.len();
+    let mut want = x.to_vec();
+    Kernels::scalar().softmax(&mut want[..], len, 1, 0).unwrap();
+    let mut buf = vec![0.0f32; len + 32];
+    let start = offset + buf[..].as_ptr().align_offset(64).min(16) % 16;
+    buf[start..start + len].copy_from_slice(x);
+    k.softmax(&mut buf[start..start + len], len, 1, 0).unwrap();
+    (buf[start..start + len].to_vec(), want)
+}
+
 /// Bit patterns with every NaN as one value: which NaN an operation returns is not part of
 /// the contract.
 fn nan_as_one(v: &[f32]) -> Vec<u32> {
@@ -155,14 +168,8 @@ macro_rules! impl_tests {
                     offset in 0usize..16,
                 ) {
                     let Some(k) = handle($imp) else { return Ok(()) };
-                    let len = x.len();
-                    let mut want = x.clone();
-                    Kernels::scalar().softmax(&mut want[..], len, 1, 0).unwrap();
-                    let mut buf = vec![0.0f32; len + 32];
-                    let start = offset + buf[..].as_ptr().align_offset(64).min(16) % 16;
-                    buf[start..start + len].copy_from_slice(&x);
-                    k.softmax(&mut buf[start..start + len], len, 1, 0).unwrap();
-                    prop_assert_eq!(bits(&buf[start..start + len]), bits(&want), "offset {} len {}", offset, len);
+                    let (got, want) = softmax_placed(k, &x, offset);
+                    prop_assert_eq!(bits(&got), bits(&want), "offset {} len {}", offset, x.len());
                 }
 
                 /// Rows whose smallest exps sit on the polynomial's underflow edge (`x − max`
@@ -204,17 +211,10 @@ macro_rules! impl_tests {
                     offset in 0usize..16,
                 ) {
                     let Some(k) = handle($imp) else { return Ok(()) };
-                    let len = x.len();
-                    let mut want = x.clone();
-                    Kernels::scalar().softmax(&mut want[..], len, 1, 0).unwrap();
                     // Every placement against the 64-byte grid, so that specials also land in
                     // the wide path's partial head and end vectors.
-                    let mut buf = vec![0.0f32; len + 32];
-                    let start = offset + buf[..].as_ptr().align_offset(64).min(16) % 16;
-                    buf[start..start + len].copy_from_slice(&x);
-                    let got = &mut buf[start..start + len];
-                    k.softmax(&mut got[..], len, 1, 0).unwrap();
-                    prop_assert_eq!(nan_as_one(got), nan_as_one(&want), "offset {}", offset);
+                    let (got, want) = softmax_placed(k, &x, offset);
+                    prop_assert_eq!(nan_as_one(&got), nan_as_one(&want), "offset {}", offset);
                 }
 
                 #[test]

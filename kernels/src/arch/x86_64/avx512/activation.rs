@@ -26,27 +26,23 @@ use crate::math::{expf, EXP_POLY};
 ///   lane with `rint(y) ≤ −127` yields +0: the lanes with `y < −126.5` are zeroed by the
 ///   masked `vscalefps`, which also covers `x < −88` without the clamp (garbage in those
 ///   lanes, including from an infinite or NaN `y`, never reaches the result).
+///
+/// Without `ZEROED` the lanes with `rint(y) ≤ −127` are not zeroed: there the reference gives
+/// +0 but this gives `p·2^n`, a denormal (for `n ≥ −150`, else +0), and NaN and `−∞` inputs
+/// give NaN or +0. One uop fewer a vector, where softmax is bound by the two vector ports;
+/// [`Grid::zero_underflow`] repairs the lanes afterwards when any of them occurred.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-fn exp_poly16_nonpos(x: __m512) -> __m512 {
-    let y = _mm512_mul_ps(x, _mm512_set1_ps(core::f32::consts::LOG2_E));
-    let keep = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(y, _mm512_set1_ps(-126.5));
-    let f = _mm512_reduce_ps::<0>(y);
-    let n = _mm512_sub_ps(y, f);
-    _mm512_maskz_scalef_ps(keep, poly16(f), n)
-}
-
-/// [`exp_poly16_nonpos`] without its zeroing of the lanes with `rint(y) ≤ −127`: there the
-/// reference gives +0 but this gives `p·2^n`, a denormal (for `n ≥ −150`, else +0); NaN and
-/// `−∞` inputs give NaN or +0. One uop fewer a vector, where softmax is bound by the two vector
-/// ports; [`Grid::zero_underflow`] repairs the lanes afterwards when any of them occurred.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-fn exp_poly16_nonpos_unzeroed(x: __m512) -> __m512 {
+fn exp_poly16_nonpos<const ZEROED: bool>(x: __m512) -> __m512 {
     let y = _mm512_mul_ps(x, _mm512_set1_ps(core::f32::consts::LOG2_E));
     let f = _mm512_reduce_ps::<0>(y);
     let n = _mm512_sub_ps(y, f);
-    _mm512_scalef_ps(poly16(f), n)
+    if ZEROED {
+        let keep = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(y, _mm512_set1_ps(-126.5));
+        _mm512_maskz_scalef_ps(keep, poly16(f), n)
+    } else {
+        _mm512_scalef_ps(poly16(f), n)
+    }
 }
 
 /// The reference's degree-4 polynomial in `f` by FMA, on 16 lanes.
@@ -222,20 +218,13 @@ impl Grid {
         }
     }
 
-    /// Stores `exp(x − max)` over the grid (the reference's, when `ZEROED`; else
-    /// [`exp_poly16_nonpos_unzeroed`]'s) and returns the rotated 8-lane sum of them in element
+    /// Stores `exp(x − max)` over the grid (the reference's, when `ZEROED`; else the
+    /// unzeroed [`exp_poly16_nonpos`]) and returns the rotated 8-lane sum of them in element
     /// order.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
     fn exps_and_sum<const ZEROED: bool>(&self, max: f32) -> __m256 {
         let vmax = _mm512_set1_ps(max);
-        let exp = |v: __m512| {
-            let d = _mm512_sub_ps(v, vmax);
-            if ZEROED {
-                exp_poly16_nonpos(d)
-            } else {
-                exp_poly16_nonpos_unzeroed(d)
-            }
-        };
+        let exp = |v: __m512| exp_poly16_nonpos::<ZEROED>(_mm512_sub_ps(v, vmax));
         let (head, end) = (self.head(), self.end());
         // SAFETY: masked head (see `head`).
         let mut acc = unsafe {
@@ -297,7 +286,7 @@ impl Grid {
         acc
     }
 
-    /// Turns the stored exps of [`exp_poly16_nonpos_unzeroed`] into the reference's (every lane
+    /// Turns the stored unzeroed exps of [`exp_poly16_nonpos`] into the reference's (every lane
     /// below [`least_kept`], NaN included, to +0) and returns their rotated sum again.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
     fn zero_underflow(&self) -> __m256 {
@@ -435,7 +424,7 @@ fn silu_impl(x: &mut [f32], n_poly: usize) {
     let hi = _mm512_set1_ps(88.0);
     let silu16 = |v: __m512| {
         let t = _mm512_min_ps(hi, _mm512_sub_ps(_mm512_setzero_ps(), v));
-        _mm512_div_ps(v, _mm512_add_ps(one, exp_poly16_nonpos(t)))
+        _mm512_div_ps(v, _mm512_add_ps(one, exp_poly16_nonpos::<true>(t)))
     };
     let mut i = 0;
     while i + 16 <= n_poly {
