@@ -206,15 +206,16 @@ macro_rules! impl_tests {
                             ]
                             .boxed(),
                         };
-                        proptest::collection::vec(prop_oneof![40 => -8.0f32..8.0, 1 => special], n)
+                        proptest::collection::vec(prop_oneof![12 => -8.0f32..8.0, 1 => special], n)
                     }),
-                    offset in 0usize..16,
                 ) {
                     let Some(k) = handle($imp) else { return Ok(()) };
-                    // Every placement against the 64-byte grid, so that specials also land in
-                    // the wide path's partial head and end vectors.
-                    let (got, want) = softmax_placed(k, &x, offset);
-                    prop_assert_eq!(nan_as_one(&got), nan_as_one(&want), "offset {}", offset);
+                    // Every placement against the 64-byte grid, so that each special also lands
+                    // in the wide path's partial head and end vectors.
+                    for offset in 0..16 {
+                        let (got, want) = softmax_placed(k, &x, offset);
+                        prop_assert_eq!(nan_as_one(&got), nan_as_one(&want), "offset {}", offset);
+                    }
                 }
 
                 #[test]
