@@ -209,11 +209,16 @@ macro_rules! per_impl {
             proptest! {
                 #![proptest_config(ProptestConfig::with_cases(6))]
 
-                /// Rows long enough (up to 300 blocks, n = 9600) to take several activation
-                /// passes in the vector kernels.
+                /// Rows long enough (up to 600 blocks, n = 19200) to take several activation
+                /// passes in the vector kernels, up to 20 rows (spread tiles and a leftover
+                /// tile on one thread).
                 #[test]
                 fn q80_q40_long_rows_match_scalar(
-                    (nb, d, b, t, x, w) in q80_q40_case(250usize..=300, 1usize..=11, 1usize..=3)
+                    (nb, d, b, t, x, w) in q80_q40_case(
+                        prop_oneof![250usize..=300, 500usize..=600],
+                        1usize..=20,
+                        1usize..=3,
+                    )
                 ) {
                     if let Some(k) = handle($imp) {
                         check_q80_q40(&k, &x, &w, nb, d, b, t)?;

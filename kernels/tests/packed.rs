@@ -127,13 +127,14 @@ macro_rules! per_impl {
             proptest! {
                 #![proptest_config(ProptestConfig::with_cases(40))]
 
-                /// 1..=24 blocks per row, 1..=6 groups of 16 rows, 1..=9 threads (more threads
-                /// than groups included).
+                /// 1..=24 blocks per row, 1..=13 groups of 16 rows (a thread's groups run in
+                /// spread tiles of up to 4 plus leftovers), 1..=9 threads (more threads than
+                /// groups included).
                 #[test]
                 fn packed_matches_row_major_scalar(
                     (nb, g, t, x, w) in case(
                         prop_oneof![Just(1usize), 1usize..=24],
-                        prop_oneof![Just(1usize), 1usize..=6],
+                        prop_oneof![Just(1usize), 1usize..=13],
                     )
                 ) {
                     if let Some(k) = handle($imp) {
@@ -145,10 +146,11 @@ macro_rules! per_impl {
             proptest! {
                 #![proptest_config(ProptestConfig::with_cases(4))]
 
-                /// Rows long enough (up to 1100 blocks) to take several activation passes.
+                /// Rows long enough (up to 1100 blocks) to take several activation passes, in
+                /// spread tiles and leftovers.
                 #[test]
                 fn packed_long_rows_match_row_major_scalar(
-                    (nb, g, t, x, w) in case(500usize..=1100, 1usize..=2)
+                    (nb, g, t, x, w) in case(500usize..=1100, 1usize..=9)
                 ) {
                     if let Some(k) = handle($imp) {
                         check(&k, &x, &w, nb, g, t)?;

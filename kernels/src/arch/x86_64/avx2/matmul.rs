@@ -15,13 +15,14 @@
 
 use core::arch::x86_64::*;
 
-use super::super::row_stream::start_streams;
+use super::super::row_stream::{start_streams, RowTiles};
 use super::activation::hsum8;
 use super::quant::f16_value;
 use crate::block::{BlockQ40, BlockQ80};
 
-/// Blocks of `x` whose scale and correction are prepared per pass (stack: 2 KiB).
-const CHUNK: usize = 256;
+/// Blocks of `x` whose scale and correction are prepared per pass (stack: 4 KiB). Whole rows
+/// in one pass up to 16384 columns (see the AVX-512 kernel's `CHUNK`).
+const CHUNK: usize = 512;
 
 /// Batch blocks transposed per pass: `BCHUNK · 32` vectors × 32 bytes (stack: 16 KiB + scales).
 pub(crate) const BCHUNK: usize = 16;
@@ -92,18 +93,19 @@ fn q80_q40_avx2(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40]) {
         }
         // Each row's prefetch runs `PREFETCH` bytes ahead in its row slot's stream (see
         // `row_stream`).
-        let tile_ahead = start_streams::<4>(w, rows, nb, c0, cn, PREFETCH);
-        let mut r0 = 0;
-        while r0 < rows {
-            let live = 4.min(rows - r0);
-            // Short groups repeat their last row; the copies are computed and dropped.
+        let tiles = RowTiles::<4>::new(rows);
+        let mut tile_ahead = start_streams(w, &tiles.tile(0).0, nb, c0, cn, PREFETCH);
+        for t in 0..tiles.count() {
+            let (rowi, live) = tiles.tile(t);
+            if t > 0 && tiles.starts_streams(t) {
+                tile_ahead = start_streams(w, &rowi, nb, c0, cn, PREFETCH);
+            }
             let base: [*const BlockQ40; 4] =
-                core::array::from_fn(|i| w[(r0 + i.min(live - 1)) * nb + c0..].as_ptr());
+                core::array::from_fn(|i| w[rowi[i] * nb + c0..].as_ptr());
             let mut acc = if c0 == 0 {
                 _mm_setzero_ps()
             } else {
-                let mut a = [0.0f32; 4];
-                a[..live].copy_from_slice(&out[r0..r0 + live]);
+                let a: [f32; 4] = core::array::from_fn(|i| out[rowi[i]]);
                 // SAFETY: `a` is 4 floats.
                 unsafe { _mm_loadu_ps(a.as_ptr()) }
             };
@@ -152,8 +154,9 @@ fn q80_q40_avx2(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40]) {
             let mut a = [0.0f32; 4];
             // SAFETY: `a` is 4 floats.
             unsafe { _mm_storeu_ps(a.as_mut_ptr(), acc) };
-            out[r0..r0 + live].copy_from_slice(&a[..live]);
-            r0 += 4;
+            for (&ai, &r) in a.iter().zip(&rowi).take(live) {
+                out[r] = ai;
+            }
         }
         c0 += cn;
     }

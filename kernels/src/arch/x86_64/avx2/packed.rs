@@ -12,6 +12,7 @@
 
 use core::arch::x86_64::*;
 
+use super::super::row_stream::RowTiles;
 use super::matmul::q80_correction;
 use super::quant::f16_value;
 use crate::api::packed::{PackedQ40, PACK_ROWS};
@@ -21,6 +22,11 @@ use crate::block::BlockQ80;
 const CHUNK: usize = 512;
 /// Software prefetch distance in a group's weight stream, in packed blocks (288 bytes each).
 const PREFETCH_BLOCKS: usize = 24;
+/// Row groups run side by side, each from its own stretch of the weights (see
+/// `row_stream::RowTiles`): measured streaming 4096 × 4096, 1 thread 11.5 → 13.7 GB/s, 2
+/// threads 24 → 27. Four streamed 3–5 % faster still but ran 10–20 % slower from cache (the
+/// eight accumulators and their temporaries overflow the 16 registers).
+const SLOTS: usize = 2;
 
 pub(crate) fn matmul_q80_q40_packed(out: &mut [f32], x: &[BlockQ80], w: &[PackedQ40]) {
     // SAFETY: `avx2::TABLE` is only handed out by `Impl::table` after the CPU check for AVX2,
@@ -55,6 +61,68 @@ fn bdot(corr: __m256i, p: &PackedQ40, h: usize, xb: &BlockQ80) -> __m256i {
     _mm256_add_epi32(_mm256_madd_epi16(s, _mm256_set1_epi16(1)), corr)
 }
 
+/// Runs blocks `c0..c0 + xs.len()` of the row groups `gs` side by side, one weight stream
+/// each, and leaves their partial sums in `out`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn groups_pass<const S: usize>(
+    out: &mut [f32],
+    xs: &[BlockQ80],
+    w: &[PackedQ40],
+    nb: usize,
+    c0: usize,
+    dx: &[f32; CHUNK],
+    corr: &[i32; CHUNK],
+    gs: [usize; S],
+) {
+    let ws: [&[PackedQ40]; S] =
+        core::array::from_fn(|k| &w[gs[k] * nb + c0..gs[k] * nb + c0 + xs.len()]);
+    let mut acc: [[__m256; 2]; S] = core::array::from_fn(|k| {
+        if c0 == 0 {
+            [_mm256_setzero_ps(); 2]
+        } else {
+            let o = &out[gs[k] * PACK_ROWS..][..PACK_ROWS];
+            // SAFETY: `o` is 16 floats.
+            unsafe {
+                [
+                    _mm256_loadu_ps(o.as_ptr()),
+                    _mm256_loadu_ps(o.as_ptr().add(8)),
+                ]
+            }
+        }
+    });
+    for (j, xb) in xs.iter().enumerate() {
+        for wk in &ws {
+            // Prefetches never fault; past the group they fetch the next group.
+            let ahead = (&wk[j] as *const PackedQ40).wrapping_add(PREFETCH_BLOCKS);
+            for line in 0..5 {
+                _mm_prefetch::<_MM_HINT_T1>(ahead.cast::<u8>().wrapping_add(64 * line).cast());
+            }
+        }
+        let c = _mm256_set1_epi32(corr[j]);
+        let sx = _mm256_set1_ps(dx[j]);
+        for (wk, ak) in ws.iter().zip(&mut acc) {
+            let p = &wk[j];
+            for (h, a) in ak.iter_mut().enumerate() {
+                let dot = bdot(c, p, h, xb);
+                // SAFETY: `d` is 16 f16 values; `h < 2` selects 8 of them (16 bytes).
+                let dw =
+                    _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.d.as_ptr().add(8 * h).cast()) });
+                *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, sx), *a);
+            }
+        }
+    }
+    for (&g, ak) in gs.iter().zip(&acc) {
+        let o = &mut out[g * PACK_ROWS..][..PACK_ROWS];
+        // SAFETY: `o` is 16 floats.
+        unsafe {
+            _mm256_storeu_ps(o.as_mut_ptr(), ak[0]);
+            _mm256_storeu_ps(o.as_mut_ptr().add(8), ak[1]);
+        }
+    }
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 fn packed_avx2(out: &mut [f32], x: &[BlockQ80], w: &[PackedQ40]) {
     let nb = x.len();
@@ -77,39 +145,15 @@ fn packed_avx2(out: &mut [f32], x: &[BlockQ80], w: &[PackedQ40]) {
             dx[j] = f16_value(xb.d);
             corr[j] = -q80_correction(xb);
         }
-        for (g, o) in out.chunks_exact_mut(PACK_ROWS).enumerate() {
-            let ws = &w[g * nb + c0..g * nb + c0 + cn];
-            let mut acc = if c0 == 0 {
-                [_mm256_setzero_ps(); 2]
+        let tiles = RowTiles::<SLOTS>::new(groups);
+        for t in 0..tiles.count() {
+            let (gs, live) = tiles.tile(t);
+            if live == SLOTS {
+                groups_pass(out, xs, w, nb, c0, &dx, &corr, gs);
             } else {
-                // SAFETY: `o` is 16 floats.
-                unsafe {
-                    [
-                        _mm256_loadu_ps(o.as_ptr()),
-                        _mm256_loadu_ps(o.as_ptr().add(8)),
-                    ]
+                for &g in &gs[..live] {
+                    groups_pass(out, xs, w, nb, c0, &dx, &corr, [g]);
                 }
-            };
-            for (j, (p, xb)) in ws.iter().zip(xs).enumerate() {
-                // Prefetches never fault; past the group they fetch the next group.
-                let ahead = (p as *const PackedQ40).wrapping_add(PREFETCH_BLOCKS);
-                for line in 0..5 {
-                    _mm_prefetch::<_MM_HINT_T1>(ahead.cast::<u8>().wrapping_add(64 * line).cast());
-                }
-                let c = _mm256_set1_epi32(corr[j]);
-                let sx = _mm256_set1_ps(dx[j]);
-                for (h, a) in acc.iter_mut().enumerate() {
-                    let dot = bdot(c, p, h, xb);
-                    // SAFETY: `d` is 16 f16 values; `h < 2` selects 8 of them (16 bytes).
-                    let dw =
-                        _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.d.as_ptr().add(8 * h).cast()) });
-                    *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, sx), *a);
-                }
-            }
-            // SAFETY: `o` is 16 floats.
-            unsafe {
-                _mm256_storeu_ps(o.as_mut_ptr(), acc[0]);
-                _mm256_storeu_ps(o.as_mut_ptr().add(8), acc[1]);
             }
         }
         c0 += cn;
