@@ -526,8 +526,8 @@ impl Report {
                     27.0,
                 )
                 .bound(format!(
-                    "one thread read {one:.1} GB/s in this run's probe (a sequential sum), so \
-                     27 GB/s is {:.2}× what one core reads here",
+                    "one thread read {one:.1} GB/s in this run's probe (eight streams side by \
+                     side), so 27 GB/s is {:.2}× what one core reads here",
                     27.0 / one
                 )),
             );
@@ -726,7 +726,8 @@ fn markdown(rep: &Report, targets: &[Target], load: (&str, &str)) -> String {
     let [p0, p1] = &rep.probes;
     let _ = writeln!(
         s,
-        "Read bandwidth (sum over {} MiB, median of the passes; the better of the probes at the \
+        "Read bandwidth (sum over {} MiB, each thread's part read as eight streams side by side, \
+         median of the passes; the better of the probes at the \
          start and the end of the run): 1 thread {:.1} GB/s ({:.1} / {:.1}), {} threads {:.1} GB/s \
          ({:.1} / {:.1}).",
         bw.bytes >> 20,
