@@ -15,8 +15,8 @@
 //!
 //! Scalar baselines run a short plan (one warm-up call, median of 3 samples) because the
 //! largest shapes take up to a second per call; batched scalar rows are measured on 4096×4096
-//! only. A full run measures the single-vector matmuls (row-major and packed, every shape) in
-//! five interleaved passes of 3 samples and reports the median of the pass medians: on a
+//! only. A full run measures the single-vector matmuls (row-major and packed, every shape) and
+//! the F32 matmuls in five interleaved passes of 3 samples and reports the median of the pass medians: on a
 //! shared machine, load from other tenants comes in bursts of seconds that would otherwise
 //! spoil every sample of the few shapes measured during one.
 
@@ -90,7 +90,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     Ok(Some(args))
 }
 
-/// Interleaved passes over the single-vector matmul shapes in a full run (see
+/// Interleaved passes over the single-vector and F32 matmul shapes in a full run (see
 /// [`Report::pass`]); each takes `1 / MATVEC_PASSES` of the samples.
 const MATVEC_PASSES: usize = 5;
 
@@ -747,7 +747,7 @@ fn markdown(rep: &Report, targets: &[Target], load: (&str, &str)) -> String {
         load.0,
         load.1
     );
-    let _ = writeln!(s, "Scalar baselines: 1 warm-up call and the median of 3 samples; others: median of {} samples{}.", if rep.args.quick { Plan::QUICK.samples } else { Plan::NORMAL.samples }, if rep.args.quick { String::new() } else { format!(" (single-vector matmuls: the median of {MATVEC_PASSES} interleaved passes over all shapes, {} samples each)", Plan::NORMAL.samples / MATVEC_PASSES) });
+    let _ = writeln!(s, "Scalar baselines: 1 warm-up call and the median of 3 samples; others: median of {} samples{}.", if rep.args.quick { Plan::QUICK.samples } else { Plan::NORMAL.samples }, if rep.args.quick { String::new() } else { format!(" (single-vector and F32 matmuls: the median of {MATVEC_PASSES} interleaved passes over all shapes, {} samples each)", Plan::NORMAL.samples / MATVEC_PASSES) });
     let _ = writeln!(s);
     let _ = writeln!(
         s,
@@ -935,6 +935,7 @@ fn main() -> ExitCode {
         rep.pass = (passes > 1).then_some(p);
         rep.matmul_q80_q40(&matvec, &[1], true);
         rep.matmul_q80_q40_packed(&matvec);
+        rep.matmul_f32(&shapes::standard_shapes());
     }
     rep.pass = None;
     let square = shapes::standard_shapes()[..1].to_vec();
@@ -947,7 +948,6 @@ fn main() -> ExitCode {
             .collect();
         rep.matmul_q80_q40(&w1, &batches, false);
     }
-    rep.matmul_f32(&shapes::standard_shapes());
     rep.attention(if quick { &[4095] } else { &[255, 1023, 4095] });
     rep.small_ops();
 
