@@ -1,12 +1,13 @@
-//! Row order and software prefetch for the row-major Q80 × Q40 kernels.
+//! Row order and software prefetch for the Q80 × Q40 mat-vec kernels (the packed kernels use
+//! the same order for their 16-row groups).
 //!
 //! A kernel walks a tile of `R` rows side by side (`R` row slots), one `seg`-byte chunk of
 //! each. [`RowTiles`] spreads the slots: slot `i` takes rows `i·q, i·q + 1, …` in successive
 //! tiles (`q = rows / R`), so the bytes one slot reads form a stream through consecutive rows,
 //! and the `R` streams run far apart in memory. Tiles of adjacent rows instead keep all `R`
 //! streams inside one `R`-row stretch, a few pages at a time, and break every stream at every
-//! tile; measured on streaming weights (AVX-512, 4096 columns): 1 thread 13.1 → 15.0 GB/s,
-//! 2 threads 25 → 30 GB/s, and 512-column rows 22 → 29 GB/s on 2 threads.
+//! tile; measured on streaming weights (AVX-512, 4096 columns): 1 thread 12.6 → 15.5 GB/s,
+//! 2 threads 25.5 → 30.5 GB/s, and 512-column rows 22 → 29.5 GB/s on 2 threads.
 //!
 //! Each slot's prefetch runs a fixed distance ahead in its stream ([`StreamPos`]): within a
 //! row, then on into the slot's next row, so short rows stay warm across tile boundaries.
