@@ -94,8 +94,30 @@ impl<const R: usize> RowTiles<R> {
 
     /// Whether tile `t` starts new slot streams (the first tile, and the final adjacent one).
     #[inline]
-    pub(crate) fn starts_streams(&self, t: usize) -> bool {
+    fn starts_streams(&self, t: usize) -> bool {
         t == 0 || t == self.q
+    }
+
+    /// The tiles of a pass over blocks `c0..c0 + cn` of rows of `nb` blocks, in order, each with
+    /// the position `dist` bytes ahead in its slots' streams from which its prefetch runs; the
+    /// streams are started ([`start_streams`]) where a tile begins new ones.
+    #[inline]
+    pub(crate) fn with_streams(
+        self,
+        w: &[BlockQ40],
+        nb: usize,
+        c0: usize,
+        cn: usize,
+        dist: usize,
+    ) -> impl Iterator<Item = ([usize; R], usize, StreamPos)> + '_ {
+        let mut ahead = StreamPos::new(0, 1, 0);
+        (0..self.count()).map(move |t| {
+            let (rows, live) = self.tile(t);
+            if self.starts_streams(t) {
+                ahead = start_streams(w, &rows, nb, c0, cn, dist);
+            }
+            (rows, live, ahead)
+        })
     }
 }
 
@@ -103,7 +125,7 @@ impl<const R: usize> RowTiles<R> {
 /// `i` at row `first[i]`: requests the first `dist` bytes of every stream at once (so the pass
 /// does not open with a run of demand misses one group at a time), and returns the position
 /// `dist` bytes ahead from which each tile's prefetch runs. Prefetches never fault.
-pub(crate) fn start_streams<const R: usize>(
+fn start_streams<const R: usize>(
     w: &[BlockQ40],
     first: &[usize; R],
     nb: usize,

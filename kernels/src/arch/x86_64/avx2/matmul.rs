@@ -15,7 +15,7 @@
 
 use core::arch::x86_64::*;
 
-use super::super::row_stream::{start_streams, RowTiles};
+use super::super::row_stream::RowTiles;
 use super::activation::hsum8;
 use super::quant::f16_value;
 use crate::block::{BlockQ40, BlockQ80};
@@ -93,13 +93,8 @@ fn q80_q40_avx2(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40]) {
         }
         // Each row's prefetch runs `PREFETCH` bytes ahead in its row slot's stream (see
         // `row_stream`).
-        let tiles = RowTiles::<4>::new(rows);
-        let mut tile_ahead = start_streams(w, &tiles.tile(0).0, nb, c0, cn, PREFETCH);
-        for t in 0..tiles.count() {
-            let (rowi, live) = tiles.tile(t);
-            if t > 0 && tiles.starts_streams(t) {
-                tile_ahead = start_streams(w, &rowi, nb, c0, cn, PREFETCH);
-            }
+        let tiles = RowTiles::<4>::new(rows).with_streams(w, nb, c0, cn, PREFETCH);
+        for (rowi, live, mut ahead) in tiles {
             let base: [*const BlockQ40; 4] =
                 core::array::from_fn(|i| w[rowi[i] * nb + c0..].as_ptr());
             let mut acc = if c0 == 0 {
@@ -109,7 +104,6 @@ fn q80_q40_avx2(out: &mut [f32], x: &[BlockQ80], w: &[BlockQ40]) {
                 // SAFETY: `a` is 4 floats.
                 unsafe { _mm_loadu_ps(a.as_ptr()) }
             };
-            let mut ahead = tile_ahead;
             for j in 0..cn {
                 if j % 3 == 0 {
                     // 54 bytes per prefetch step: every line of each row is touched.

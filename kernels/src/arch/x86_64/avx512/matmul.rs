@@ -29,7 +29,7 @@ use core::arch::x86_64::*;
 pub(crate) use super::super::avx2::matmul::{matmul_f32, matmul_f32_batch};
 
 use super::super::avx2;
-use super::super::row_stream::{start_streams, RowTiles};
+use super::super::row_stream::RowTiles;
 use crate::block::{BlockQ40, BlockQ80};
 use crate::scalar::matmul::block_dot;
 use avx2::matmul::{nibbles, prefetch_blocks, BatchX, BCHUNK, MAX_BATCH};
@@ -256,13 +256,8 @@ macro_rules! q80_q40_kernels {
                 let cn = CHUNK.min(nb - c0);
                 let ng = cn / 4;
                 prepare(&mut p, &x[c0..c0 + cn], ng);
-                let tiles = RowTiles::<8>::new(rows);
-                let mut tile_ahead = start_streams(w, &tiles.tile(0).0, nb, c0, cn, PREFETCH);
-                for t in 0..tiles.count() {
-                    let (rowi, live) = tiles.tile(t);
-                    if t > 0 && tiles.starts_streams(t) {
-                        tile_ahead = start_streams(w, &rowi, nb, c0, cn, PREFETCH);
-                    }
+                let tiles = RowTiles::<8>::new(rows).with_streams(w, nb, c0, cn, PREFETCH);
+                for (rowi, live, mut ahead) in tiles {
                     let rowp: [*const u8; 8] =
                         core::array::from_fn(|i| w[rowi[i] * nb + c0..].as_ptr().cast::<u8>());
                     let mut acc = if c0 == 0 {
@@ -277,7 +272,6 @@ macro_rules! q80_q40_kernels {
                     // into L1 here; the AVX2 kernel, slower per block, prefers L1), and a second
                     // one `PREFETCH_L1` bytes ahead (in the row, then the slot's next row, which
                     // follows it in memory) brings its lines on into L1.
-                    let mut ahead = tile_ahead;
                     for g in 0..ng {
                         let off = g * GROUP_BYTES;
                         let pf = ahead.offset();
