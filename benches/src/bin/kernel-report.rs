@@ -16,9 +16,9 @@
 //! Scalar baselines run a short plan (one warm-up call, median of 3 samples) because the
 //! largest shapes take up to a second per call; batched scalar rows are measured on 4096×4096
 //! only. A full run measures the single-vector matmuls (row-major and packed, every shape) and
-//! the F32 matmuls in five interleaved passes of 3 samples and reports the median of the pass medians: on a
-//! shared machine, load from other tenants comes in bursts of seconds that would otherwise
-//! spoil every sample of the few shapes measured during one.
+//! the F32 matmuls in five interleaved passes of 3 samples and reports the median of the pass
+//! medians: on a shared machine, load from other tenants comes in bursts of seconds that would
+//! otherwise spoil every sample of the few shapes measured during one.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
