@@ -126,17 +126,38 @@ impl Op<'_> {
 /// The output buffers of a team: `out` (every op) and `att` (attention scratch), as atomic
 /// cells holding `f32` bits so that all threads of a run can share them.
 pub struct Outputs {
-    out: Vec<AtomicU32>,
-    att: Vec<AtomicU32>,
+    out: Aligned,
+    att: Aligned,
+}
+
+/// Cells whose first one starts a 128-byte line pair, as a node's buffers do: a thread's share
+/// that starts on a line boundary then shares no line with its neighbour's. (From a plain
+/// `Vec` the boundary line of two threads' rows was written by both, and the worker's
+/// "done" store waited behind that line's transfer: 2 threads, 4096×128 from DRAM.)
+struct Aligned {
+    cells: Vec<AtomicU32>,
+    first: usize,
+}
+
+impl Aligned {
+    fn zeroed(len: usize) -> Aligned {
+        const LINE_CELLS: usize = 128 / core::mem::size_of::<AtomicU32>();
+        let cells: Vec<AtomicU32> = (0..len + LINE_CELLS).map(|_| AtomicU32::new(0)).collect();
+        let first = cells.as_ptr().align_offset(128).min(LINE_CELLS);
+        Aligned { cells, first }
+    }
+
+    fn get(&self) -> &[AtomicU32] {
+        &self.cells[self.first..]
+    }
 }
 
 impl Outputs {
     /// Zeroed buffers of `out_len` and `att_len` floats.
     pub fn new(out_len: usize, att_len: usize) -> Outputs {
-        let cells = |n| (0..n).map(|_| AtomicU32::new(0)).collect();
         Outputs {
-            out: cells(out_len),
-            att: cells(att_len),
+            out: Aligned::zeroed(out_len),
+            att: Aligned::zeroed(att_len),
         }
     }
 
@@ -147,7 +168,7 @@ impl Outputs {
 
     /// A copy of the first `len` floats of `out`.
     pub fn out(&self, len: usize) -> Vec<f32> {
-        self.out[..len]
+        self.out.get()[..len]
             .iter()
             .map(|c| f32::from_bits(c.load(Ordering::Relaxed)))
             .collect()
@@ -193,7 +214,7 @@ fn exec(
     n_threads: usize,
     thread_index: usize,
 ) -> Result<(), KernelError> {
-    let out = share(&outs.out, op.out_len())?;
+    let out = share(outs.out.get(), op.out_len())?;
     match *op {
         Op::MatmulQ80Q40 { x, w, n, d, b } => {
             k.matmul_q80_q40_batch(out, x, w, n, d, b, n_threads, thread_index)
@@ -211,7 +232,7 @@ fn exec(
             pos,
             shape,
         } => {
-            let att = share(&outs.att, op.att_len())?;
+            let att = share(outs.att.get(), op.att_len())?;
             k.multihead_attention(
                 out,
                 att,
