@@ -110,38 +110,17 @@ impl Prep {
         }
     }
 
-    // Group `g`'s vectors, read where they are used: an accessor returning the whole group
-    // (copied or by reference) or one checking `g` made the compiler keep the vectors in
-    // registers across the group or reload them worse, 5–15 % slower per row.
-    //
-    // Safety of each: `g < self.filled` (`prepare` wrote groups `0..filled` of every array).
-
+    /// Group `g` of one of the arrays (`field`), read where it is used: an accessor returning
+    /// the whole group (copied or by reference) or one checking `g` made the compiler keep the
+    /// vectors in registers across the group or reload them worse, 5–15 % slower per row.
+    ///
+    /// # Safety
+    /// `g < self.filled` (`prepare` wrote groups `0..filled` of every array for this pass).
     #[inline(always)]
-    unsafe fn lo(&self, g: usize) -> __m512i {
+    unsafe fn get<T: Copy>(&self, g: usize, field: fn(&Prep) -> &[MaybeUninit<T>; GROUPS]) -> T {
         debug_assert!(g < self.filled);
         // SAFETY: the caller's contract.
-        unsafe { self.lo[g].assume_init() }
-    }
-
-    #[inline(always)]
-    unsafe fn hi(&self, g: usize) -> __m512i {
-        debug_assert!(g < self.filled);
-        // SAFETY: the caller's contract.
-        unsafe { self.hi[g].assume_init() }
-    }
-
-    #[inline(always)]
-    unsafe fn sx(&self, g: usize) -> __m512 {
-        debug_assert!(g < self.filled);
-        // SAFETY: the caller's contract.
-        unsafe { self.sx[g].assume_init() }
-    }
-
-    #[inline(always)]
-    unsafe fn cx(&self, g: usize) -> __m512i {
-        debug_assert!(g < self.filled);
-        // SAFETY: the caller's contract.
-        unsafe { self.cx[g].assume_init() }
+        unsafe { field(self)[g].assume_init() }
     }
 }
 
@@ -356,10 +335,10 @@ macro_rules! q80_q40_kernels {
                             let n = _mm512_permutex2var_epi32(lx[i], nib_idx, ly[i]);
                             // SAFETY (`p`'s accessors, here and below): `g < ng`, the groups
                             // `prepare` filled for this pass.
-                            unsafe { $dot(n, p.lo(g), p.hi(g)) }
+                            unsafe { $dot(n, p.get(g, |p| &p.lo), p.get(g, |p| &p.hi)) }
                         });
                         // SAFETY: as above.
-                        let (cx, sx) = unsafe { (p.cx(g), p.sx(g)) };
+                        let (cx, sx) = unsafe { (p.get(g, |p| &p.cx), p.get(g, |p| &p.sx)) };
                         let t0 = _mm512_sub_epi32(reduce4(d[0], d[1], d[2], d[3]), cx);
                         let t1 = _mm512_sub_epi32(reduce4(d[4], d[5], d[6], d[7]), cx);
                         let scale = |a: &[__m512i]| {
