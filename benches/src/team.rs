@@ -131,9 +131,9 @@ pub struct Outputs {
 }
 
 /// Cells whose first one starts a 128-byte line pair, as a node's buffers do: a thread's share
-/// that starts on a line boundary then shares no line with its neighbour's. (From a plain
-/// `Vec` the boundary line of two threads' rows was written by both, and the worker's
-/// "done" store waited behind that line's transfer: 2 threads, 4096×128 from DRAM.)
+/// that starts on a line boundary then shares no line with its neighbour's, so a call's time
+/// is the kernel's and not the bench buffer's false sharing. (A plain `Vec` is 16-byte
+/// aligned; for 2 threads on 4096×128 the difference measured within the noise.)
 struct Aligned {
     cells: Vec<AtomicU32>,
     first: usize,
