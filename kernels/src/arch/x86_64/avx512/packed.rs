@@ -22,7 +22,13 @@ use crate::block::BlockQ80;
 /// Blocks of `x` whose scale and correction are prepared per pass (stack: 4 KiB).
 const CHUNK: usize = 512;
 /// Software prefetch distance in a group's weight stream, in packed blocks (288 bytes each).
-const PREFETCH_BLOCKS: usize = 48;
+/// With four streams side by side a short distance pays: against 48 blocks (two sets of 6
+/// interleaved rounds, medians, streaming) 4096 × 128 went 22.2–23.3 → 26.1–26.6 GB/s on 2
+/// threads and 13.8 → 14.6–14.7 on 1, 1024 × 4096 on 2 threads 27.7–28.4 → 29.1–29.8, and
+/// 4096 × 4096 stayed level or gained (1 thread 14.6–14.9 → 14.9–15.1, 2 threads 27.8–28.9 →
+/// 29.5–29.9); 3 to 6 blocks measured alike, 2 fell back. (The AVX2 kernel's two streams
+/// measured the other way: 4 and 2 blocks were slower than its 24.)
+const PREFETCH_BLOCKS: usize = 4;
 /// Row groups run side by side, each from its own stretch of the weights (see
 /// `row_stream::RowTiles`): measured streaming 4096 × 4096, 1 thread 13.9 → 15.5 GB/s, 2
 /// threads 25 → 29.5; 2 slots gained half of that, 8 less than 4.
