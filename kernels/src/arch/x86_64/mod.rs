@@ -5,6 +5,7 @@
 
 pub(crate) mod avx2;
 pub(crate) mod avx512;
+pub(crate) mod packed_passes;
 pub(crate) mod row_stream;
 
 /// AVX2 + FMA + F16C, at run time with `std`, else from the compile-time target features.

@@ -12,14 +12,9 @@
 
 use core::arch::x86_64::*;
 
-use super::super::row_stream::RowTiles;
-use super::matmul::q80_correction;
-use super::quant::f16_value;
+use super::super::packed_passes::{self, GroupPass, Pass};
 use crate::api::packed::{PackedQ40, PACK_ROWS};
 use crate::block::BlockQ80;
-
-/// Blocks of `x` whose scale and correction are prepared per pass (stack: 4 KiB).
-const CHUNK: usize = 512;
 /// Software prefetch distance in a group's weight stream, in packed blocks (288 bytes each).
 const PREFETCH_BLOCKS: usize = 24;
 /// Row groups run side by side, each from its own stretch of the weights (see
@@ -61,101 +56,63 @@ fn bdot(corr: __m256i, p: &PackedQ40, h: usize, xb: &BlockQ80) -> __m256i {
     _mm256_add_epi32(_mm256_madd_epi16(s, _mm256_set1_epi16(1)), corr)
 }
 
-/// Runs blocks `c0..c0 + xs.len()` of the row groups `gs` side by side, one weight stream
-/// each, and leaves their partial sums in `out`.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn groups_pass<const S: usize>(
-    out: &mut [f32],
-    xs: &[BlockQ80],
-    w: &[PackedQ40],
-    nb: usize,
-    c0: usize,
-    dx: &[f32; CHUNK],
-    corr: &[i32; CHUNK],
-    gs: [usize; S],
-) {
-    let ws: [&[PackedQ40]; S] =
-        core::array::from_fn(|k| &w[gs[k] * nb + c0..gs[k] * nb + c0 + xs.len()]);
-    let mut acc: [[__m256; 2]; S] = core::array::from_fn(|k| {
-        if c0 == 0 {
-            [_mm256_setzero_ps(); 2]
-        } else {
-            let o = &out[gs[k] * PACK_ROWS..][..PACK_ROWS];
+/// The AVX2 work on one tile: two 8-row halves per group.
+struct Groups;
+
+impl GroupPass for Groups {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn run<const S: usize>(out: &mut [f32], pass: &Pass<'_>, gs: [usize; S]) {
+        let (xs, dx, corr) = (pass.xs, pass.dx, pass.corr);
+        let ws = pass.streams(gs);
+        let mut acc: [[__m256; 2]; S] = core::array::from_fn(|k| {
+            if pass.continues() {
+                let o = &out[gs[k] * PACK_ROWS..][..PACK_ROWS];
+                // SAFETY: `o` is 16 floats.
+                unsafe {
+                    [
+                        _mm256_loadu_ps(o.as_ptr()),
+                        _mm256_loadu_ps(o.as_ptr().add(8)),
+                    ]
+                }
+            } else {
+                [_mm256_setzero_ps(); 2]
+            }
+        });
+        for (j, xb) in xs.iter().enumerate() {
+            for wk in &ws {
+                // Prefetches never fault; past the group they fetch the next group.
+                let ahead = (&wk[j] as *const PackedQ40).wrapping_add(PREFETCH_BLOCKS);
+                for line in 0..5 {
+                    _mm_prefetch::<_MM_HINT_T1>(ahead.cast::<u8>().wrapping_add(64 * line).cast());
+                }
+            }
+            let c = _mm256_set1_epi32(corr[j]);
+            let sx = _mm256_set1_ps(dx[j]);
+            for (wk, ak) in ws.iter().zip(&mut acc) {
+                let p = &wk[j];
+                for (h, a) in ak.iter_mut().enumerate() {
+                    let dot = bdot(c, p, h, xb);
+                    // SAFETY: `d` is 16 f16 values; `h < 2` selects 8 of them (16 bytes).
+                    let dw =
+                        _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.d.as_ptr().add(8 * h).cast()) });
+                    *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, sx), *a);
+                }
+            }
+        }
+        for (&g, ak) in gs.iter().zip(&acc) {
+            let o = &mut out[g * PACK_ROWS..][..PACK_ROWS];
             // SAFETY: `o` is 16 floats.
             unsafe {
-                [
-                    _mm256_loadu_ps(o.as_ptr()),
-                    _mm256_loadu_ps(o.as_ptr().add(8)),
-                ]
+                _mm256_storeu_ps(o.as_mut_ptr(), ak[0]);
+                _mm256_storeu_ps(o.as_mut_ptr().add(8), ak[1]);
             }
-        }
-    });
-    for (j, xb) in xs.iter().enumerate() {
-        for wk in &ws {
-            // Prefetches never fault; past the group they fetch the next group.
-            let ahead = (&wk[j] as *const PackedQ40).wrapping_add(PREFETCH_BLOCKS);
-            for line in 0..5 {
-                _mm_prefetch::<_MM_HINT_T1>(ahead.cast::<u8>().wrapping_add(64 * line).cast());
-            }
-        }
-        let c = _mm256_set1_epi32(corr[j]);
-        let sx = _mm256_set1_ps(dx[j]);
-        for (wk, ak) in ws.iter().zip(&mut acc) {
-            let p = &wk[j];
-            for (h, a) in ak.iter_mut().enumerate() {
-                let dot = bdot(c, p, h, xb);
-                // SAFETY: `d` is 16 f16 values; `h < 2` selects 8 of them (16 bytes).
-                let dw =
-                    _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.d.as_ptr().add(8 * h).cast()) });
-                *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, sx), *a);
-            }
-        }
-    }
-    for (&g, ak) in gs.iter().zip(&acc) {
-        let o = &mut out[g * PACK_ROWS..][..PACK_ROWS];
-        // SAFETY: `o` is 16 floats.
-        unsafe {
-            _mm256_storeu_ps(o.as_mut_ptr(), ak[0]);
-            _mm256_storeu_ps(o.as_mut_ptr().add(8), ak[1]);
         }
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn packed_avx2(out: &mut [f32], x: &[BlockQ80], w: &[PackedQ40]) {
-    let nb = x.len();
-    let groups = out.len() / PACK_ROWS;
-    if nb == 0 || groups == 0 {
-        out.fill(0.0);
-        return;
-    }
-    assert!(
-        w.len() >= groups * nb,
-        "weights shorter than groups × blocks"
-    );
-    let mut dx = [0.0f32; CHUNK];
-    let mut corr = [0i32; CHUNK];
-    let mut c0 = 0;
-    while c0 < nb {
-        let cn = CHUNK.min(nb - c0);
-        let xs = &x[c0..c0 + cn];
-        for (j, xb) in xs.iter().enumerate() {
-            dx[j] = f16_value(xb.d);
-            corr[j] = -q80_correction(xb);
-        }
-        let tiles = RowTiles::<SLOTS>::new(groups);
-        for t in 0..tiles.count() {
-            let (gs, live) = tiles.tile(t);
-            if live == SLOTS {
-                groups_pass(out, xs, w, nb, c0, &dx, &corr, gs);
-            } else {
-                for &g in &gs[..live] {
-                    groups_pass(out, xs, w, nb, c0, &dx, &corr, [g]);
-                }
-            }
-        }
-        c0 += cn;
-    }
+    // SAFETY: this function's features are the ones `matmul` and `Groups` need.
+    unsafe { packed_passes::matmul::<Groups, SLOTS>(out, x, w) }
 }

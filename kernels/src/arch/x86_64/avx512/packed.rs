@@ -13,14 +13,9 @@
 
 use core::arch::x86_64::*;
 
-use super::super::avx2::matmul::q80_correction;
-use super::super::avx2::quant::f16_value;
-use super::super::row_stream::RowTiles;
+use super::super::packed_passes::{self, GroupPass, Pass};
 use crate::api::packed::{PackedQ40, PACK_ROWS};
 use crate::block::BlockQ80;
-
-/// Blocks of `x` whose scale and correction are prepared per pass (stack: 4 KiB).
-const CHUNK: usize = 512;
 /// Software prefetch distance in a group's weight stream, in packed blocks (288 bytes each).
 /// With four streams side by side a short distance pays: against 48 blocks (two sets of 6
 /// interleaved rounds, medians, streaming) 4096 × 128 went 22.2–23.3 → 26.1–26.6 GB/s on 2
@@ -37,57 +32,51 @@ const SLOTS: usize = 4;
 /// Generates the packed kernel for one feature set; `$bdot(init, p, xq)` is `init` plus the
 /// sixteen rows' unsigned-nibble block dots of packed block `p` against activation bytes `xq`.
 macro_rules! packed_kernel {
-    ($feat:literal, $entry:ident, $tf:ident, $multi:ident, $bdot:ident) => {
-        /// Runs blocks `c0..c0 + xs.len()` of the row groups `gs` side by side, one weight
-        /// stream each, and leaves their partial sums in `out`.
-        #[allow(clippy::too_many_arguments)]
-        #[inline]
-        #[target_feature(enable = $feat)]
-        fn $multi<const S: usize>(
-            out: &mut [f32],
-            xs: &[BlockQ80],
-            w: &[PackedQ40],
-            nb: usize,
-            c0: usize,
-            dx: &[f32; CHUNK],
-            corr: &[i32; CHUNK],
-            gs: [usize; S],
-        ) {
-            let ws: [&[PackedQ40]; S] =
-                core::array::from_fn(|k| &w[gs[k] * nb + c0..gs[k] * nb + c0 + xs.len()]);
-            let mut acc: [__m512; S] = core::array::from_fn(|k| {
-                if c0 == 0 {
-                    _mm512_setzero_ps()
-                } else {
-                    let o = &out[gs[k] * PACK_ROWS..][..PACK_ROWS];
-                    // SAFETY: `o` is 16 floats.
-                    unsafe { _mm512_loadu_ps(o.as_ptr()) }
-                }
-            });
-            for (j, xb) in xs.iter().enumerate() {
-                for wk in &ws {
-                    // Prefetches never fault; past the group they fetch the next group.
-                    let ahead = (&wk[j] as *const PackedQ40).wrapping_add(PREFETCH_BLOCKS);
-                    for line in 0..5 {
-                        _mm_prefetch::<_MM_HINT_T1>(
-                            ahead.cast::<u8>().wrapping_add(64 * line).cast(),
-                        );
+    ($feat:literal, $entry:ident, $tf:ident, $groups:ident, $bdot:ident) => {
+        /// The work on one tile: one 16-lane accumulator per group.
+        struct $groups;
+
+        impl GroupPass for $groups {
+            #[inline]
+            #[target_feature(enable = $feat)]
+            unsafe fn run<const S: usize>(out: &mut [f32], pass: &Pass<'_>, gs: [usize; S]) {
+                let (xs, dx, corr) = (pass.xs, pass.dx, pass.corr);
+                let ws = pass.streams(gs);
+                let mut acc: [__m512; S] = core::array::from_fn(|k| {
+                    if pass.continues() {
+                        let o = &out[gs[k] * PACK_ROWS..][..PACK_ROWS];
+                        // SAFETY: `o` is 16 floats.
+                        unsafe { _mm512_loadu_ps(o.as_ptr()) }
+                    } else {
+                        _mm512_setzero_ps()
+                    }
+                });
+                for (j, xb) in xs.iter().enumerate() {
+                    for wk in &ws {
+                        // Prefetches never fault; past the group they fetch the next group.
+                        let ahead = (&wk[j] as *const PackedQ40).wrapping_add(PREFETCH_BLOCKS);
+                        for line in 0..5 {
+                            _mm_prefetch::<_MM_HINT_T1>(
+                                ahead.cast::<u8>().wrapping_add(64 * line).cast(),
+                            );
+                        }
+                    }
+                    let c = _mm512_set1_epi32(corr[j]);
+                    let sx = _mm512_set1_ps(dx[j]);
+                    for (wk, a) in ws.iter().zip(&mut acc) {
+                        let p = &wk[j];
+                        let dot = $bdot(c, p, xb);
+                        // SAFETY: `d` is 16 f16 values (32 bytes).
+                        let dw =
+                            _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(p.d.as_ptr().cast()) });
+                        *a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, sx), *a);
                     }
                 }
-                let c = _mm512_set1_epi32(corr[j]);
-                let sx = _mm512_set1_ps(dx[j]);
-                for (wk, a) in ws.iter().zip(&mut acc) {
-                    let p = &wk[j];
-                    let dot = $bdot(c, p, xb);
-                    // SAFETY: `d` is 16 f16 values (32 bytes).
-                    let dw = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(p.d.as_ptr().cast()) });
-                    *a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, sx), *a);
+                for (&g, a) in gs.iter().zip(&acc) {
+                    let o = &mut out[g * PACK_ROWS..][..PACK_ROWS];
+                    // SAFETY: `o` is 16 floats.
+                    unsafe { _mm512_storeu_ps(o.as_mut_ptr(), *a) };
                 }
-            }
-            for (&g, a) in gs.iter().zip(&acc) {
-                let o = &mut out[g * PACK_ROWS..][..PACK_ROWS];
-                // SAFETY: `o` is 16 floats.
-                unsafe { _mm512_storeu_ps(o.as_mut_ptr(), *a) };
             }
         }
 
@@ -99,39 +88,9 @@ macro_rules! packed_kernel {
 
         #[target_feature(enable = $feat)]
         fn $tf(out: &mut [f32], x: &[BlockQ80], w: &[PackedQ40]) {
-            let nb = x.len();
-            let groups = out.len() / PACK_ROWS;
-            if nb == 0 || groups == 0 {
-                out.fill(0.0);
-                return;
-            }
-            assert!(
-                w.len() >= groups * nb,
-                "weights shorter than groups × blocks"
-            );
-            let mut dx = [0.0f32; CHUNK];
-            let mut corr = [0i32; CHUNK];
-            let mut c0 = 0;
-            while c0 < nb {
-                let cn = CHUNK.min(nb - c0);
-                let xs = &x[c0..c0 + cn];
-                for (j, xb) in xs.iter().enumerate() {
-                    dx[j] = f16_value(xb.d);
-                    corr[j] = -q80_correction(xb);
-                }
-                let tiles = RowTiles::<SLOTS>::new(groups);
-                for t in 0..tiles.count() {
-                    let (gs, live) = tiles.tile(t);
-                    if live == SLOTS {
-                        $multi(out, xs, w, nb, c0, &dx, &corr, gs);
-                    } else {
-                        for &g in &gs[..live] {
-                            $multi(out, xs, w, nb, c0, &dx, &corr, [g]);
-                        }
-                    }
-                }
-                c0 += cn;
-            }
+            // SAFETY: this function's features (which include AVX2, FMA and F16C) are the ones
+            // `matmul` and the group pass need.
+            unsafe { packed_passes::matmul::<$groups, SLOTS>(out, x, w) }
         }
     };
 }
@@ -190,7 +149,7 @@ packed_kernel!(
     "avx512f,avx512bw,avx512vl,avx2,fma,f16c",
     matmul_q80_q40_packed,
     packed_bw,
-    multi_bw,
+    GroupsBw,
     bdot_bw
 );
 
@@ -198,6 +157,6 @@ packed_kernel!(
     "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
     matmul_q80_q40_packed_vnni,
     packed_vnni,
-    multi_vnni,
+    GroupsVnni,
     bdot_vnni
 );
