@@ -16,6 +16,7 @@ use core::arch::x86_64::*;
 use super::super::packed_passes::{self, GroupPass, Pass};
 use crate::api::packed::{PackedQ40, PACK_ROWS};
 use crate::block::BlockQ80;
+
 /// Software prefetch distance in a group's weight stream, in packed blocks (288 bytes each).
 /// With four streams side by side a short distance pays: against 48 blocks (two sets of 6
 /// interleaved rounds, medians, streaming) 4096 × 128 went 22.2–23.3 → 26.1–26.6 GB/s on 2
