@@ -15,6 +15,7 @@ use core::arch::x86_64::*;
 use super::super::packed_passes::{self, GroupPass, Pass};
 use crate::api::packed::{PackedQ40, PACK_ROWS};
 use crate::block::BlockQ80;
+
 /// Software prefetch distance in a group's weight stream, in packed blocks (288 bytes each).
 const PREFETCH_BLOCKS: usize = 24;
 /// Row groups run side by side, each from its own stretch of the weights (see
