@@ -3,6 +3,8 @@
 //! each chunk's row groups are walked in spread tiles ([`RowTiles`]), several side by side as
 //! one weight stream each. A kernel supplies only the work on one tile ([`GroupPass`]).
 
+use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+
 use super::avx2::matmul::q80_correction;
 use super::avx2::quant::f16_value;
 use super::row_stream::RowTiles;
@@ -38,6 +40,22 @@ impl<'a> Pass<'a> {
     #[inline]
     pub(crate) fn continues(&self) -> bool {
         self.c0 > 0
+    }
+}
+
+/// Requests into L2 the packed block `dist` blocks after block `j` of each stream in `ws`
+/// (past the end of a group, the next group's, which the slot reads next when the tiles
+/// continue; a prefetch never faults).
+#[inline(always)]
+pub(crate) fn prefetch_ahead<const S: usize>(ws: &[&[PackedQ40]; S], j: usize, dist: usize) {
+    const LINES: usize = core::mem::size_of::<PackedQ40>().div_ceil(64);
+    for wk in ws {
+        let ahead = (&wk[j] as *const PackedQ40).wrapping_add(dist).cast::<u8>();
+        for line in 0..LINES {
+            // SAFETY: SSE is part of the x86-64 baseline; a prefetch never faults, whatever
+            // the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(64 * line).cast()) };
+        }
     }
 }
 

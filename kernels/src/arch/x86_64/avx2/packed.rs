@@ -81,13 +81,7 @@ impl GroupPass for Groups {
             }
         });
         for (j, xb) in xs.iter().enumerate() {
-            for wk in &ws {
-                // Prefetches never fault; past the group they fetch the next group.
-                let ahead = (&wk[j] as *const PackedQ40).wrapping_add(PREFETCH_BLOCKS);
-                for line in 0..5 {
-                    _mm_prefetch::<_MM_HINT_T1>(ahead.cast::<u8>().wrapping_add(64 * line).cast());
-                }
-            }
+            packed_passes::prefetch_ahead(&ws, j, PREFETCH_BLOCKS);
             let c = _mm256_set1_epi32(corr[j]);
             let sx = _mm256_set1_ps(dx[j]);
             for (wk, ak) in ws.iter().zip(&mut acc) {
