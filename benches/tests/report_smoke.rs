@@ -39,6 +39,12 @@ fn report_prints_a_table_and_writes_json() {
     let _ = std::fs::remove_file(&json);
     assert_eq!(j.matches("\"kernel\": \"softmax\"").count(), impls.len());
     assert!(j.contains("\"read_bandwidth\""));
+    // A quick run has one mat-vec pass: no probes between passes, no paired fractions.
+    assert!(j.contains("\"pass_probes\": [{"));
+    assert_eq!(
+        j.matches("\"fraction_of_pass_read_bw\": null").count(),
+        impls.len()
+    );
     assert!(j.trim_end().ends_with('}'));
 }
 
