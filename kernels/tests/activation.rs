@@ -7,7 +7,7 @@ mod common;
 use common::handle;
 
 use airllm_kernels::{BlockQ80, Impl, KernelError, Kernels};
-use common::{any_f32, bits, each_thread, f32_vec, moderate_vec, q80_blocks};
+use common::{any_f32, bits, each_thread, f32_vec, moderate_vec, q80_blocks, Placed};
 use proptest::prelude::*;
 
 fn config() -> ProptestConfig {
@@ -48,11 +48,9 @@ fn softmax_placed(k: Kernels, x: &[f32], offset: usize) -> (Vec<f32>, Vec<f32>) 
     let len = x.len();
     let mut want = x.to_vec();
     Kernels::scalar().softmax(&mut want[..], len, 1, 0).unwrap();
-    let mut buf = vec![0.0f32; len + 32];
-    let start = offset + buf[..].as_ptr().align_offset(64).min(16) % 16;
-    buf[start..start + len].copy_from_slice(x);
-    k.softmax(&mut buf[start..start + len], len, 1, 0).unwrap();
-    (buf[start..start + len].to_vec(), want)
+    let mut got = Placed::new(x, offset);
+    k.softmax(got.get_mut(), len, 1, 0).unwrap();
+    (got.get().to_vec(), want)
 }
 
 /// Bit patterns with every NaN as one value: which NaN an operation returns is not part of
@@ -90,12 +88,14 @@ fn check_gelu(imp: Impl, x: &[f32], n_threads: usize) -> Result<(), TestCaseErro
     Ok(())
 }
 
+/// `mul`, `add` and `scale` with `x` (the output) and `m` placed at the element offsets `at`.
 fn check_elementwise(
     imp: Impl,
     x: &[f32],
     m: &[f32],
     s: f32,
     n_threads: usize,
+    at: (usize, usize),
 ) -> Result<(), TestCaseError> {
     let Some(k) = handle(imp) else { return Ok(()) };
     let sc = Kernels::scalar();
@@ -103,15 +103,26 @@ fn check_elementwise(
     sc.mul(&mut w_mul[..], m, 1, 0).unwrap();
     sc.add(&mut w_add[..], m, 1, 0).unwrap();
     sc.scale(&mut w_scale[..], s, 1, 0).unwrap();
-    let (mut g_mul, mut g_add, mut g_scale) = (x.to_vec(), x.to_vec(), x.to_vec());
+    let m = Placed::new(m, at.1);
+    let (mut g_mul, mut g_add, mut g_scale) = (
+        Placed::new(x, at.0),
+        Placed::new(x, at.0),
+        Placed::new(x, at.0),
+    );
     each_thread(n_threads, |n, t| {
-        k.mul(&mut g_mul[..], m, n, t).unwrap();
-        k.add(&mut g_add[..], m, n, t).unwrap();
-        k.scale(&mut g_scale[..], s, n, t).unwrap();
+        k.mul(g_mul.get_mut(), m.get(), n, t).unwrap();
+        k.add(g_add.get_mut(), m.get(), n, t).unwrap();
+        k.scale(g_scale.get_mut(), s, n, t).unwrap();
     });
-    prop_assert_eq!(bits(&g_mul), bits(&w_mul), "{} mul", imp);
-    prop_assert_eq!(bits(&g_add), bits(&w_add), "{} add", imp);
-    prop_assert_eq!(bits(&g_scale), bits(&w_scale), "{} scale", imp);
+    prop_assert_eq!(bits(g_mul.get()), bits(&w_mul), "{} mul at {:?}", imp, at);
+    prop_assert_eq!(bits(g_add.get()), bits(&w_add), "{} add at {:?}", imp, at);
+    prop_assert_eq!(
+        bits(g_scale.get()),
+        bits(&w_scale),
+        "{} scale at {:?}",
+        imp,
+        at
+    );
     Ok(())
 }
 
@@ -233,8 +244,9 @@ macro_rules! impl_tests {
                     (x, m) in (0usize..200).prop_flat_map(|n| (f32_vec(n), f32_vec(n))),
                     s in any_f32(),
                     n_threads in 1usize..=9,
+                    at in (0usize..16, 0usize..16),
                 ) {
-                    check_elementwise($imp, &x, &m, s, n_threads)?;
+                    check_elementwise($imp, &x, &m, s, n_threads, at)?;
                 }
 
                 #[test]

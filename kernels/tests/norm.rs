@@ -7,7 +7,7 @@ mod common;
 use common::handle;
 
 use airllm_kernels::{BlockQ80, Impl, KernelError, Kernels};
-use common::{any_f32, bits, each_thread, f32_vec, q80_blocks};
+use common::{any_f32, bits, each_thread, f32_vec, q80_blocks, Placed};
 use proptest::prelude::*;
 
 fn config() -> ProptestConfig {
@@ -45,23 +45,34 @@ fn check_inv_rms(
     Ok(())
 }
 
+/// `rms_norm` with the output, `x` and `w` placed at the element offsets `at`.
 fn check_rms_norm(
     imp: Impl,
     x: &[f32],
     w: &[f32],
     inv: f32,
     n_threads: usize,
+    at: (usize, usize, usize),
 ) -> Result<(), TestCaseError> {
     let Some(k) = handle(imp) else { return Ok(()) };
     let mut want = vec![0.0f32; x.len()];
     Kernels::scalar()
         .rms_norm(&mut want[..], x, w, inv, 1, 0)
         .unwrap();
-    let mut got = vec![0.0f32; x.len()];
+    let mut got = Placed::new(&vec![0.0f32; x.len()], at.0);
+    let (x, w) = (Placed::new(x, at.1), Placed::new(w, at.2));
     each_thread(n_threads, |n, t| {
-        k.rms_norm(&mut got[..], x, w, inv, n, t).unwrap()
+        k.rms_norm(got.get_mut(), x.get(), w.get(), inv, n, t)
+            .unwrap()
     });
-    prop_assert_eq!(bits(&got), bits(&want), "{} rms_norm len {}", imp, x.len());
+    prop_assert_eq!(
+        bits(got.get()),
+        bits(&want),
+        "{} rms_norm len {} at {:?}",
+        imp,
+        x.get().len(),
+        at
+    );
     Ok(())
 }
 
@@ -114,8 +125,9 @@ macro_rules! impl_tests {
                     (x, w) in (0usize..300).prop_flat_map(|n| (f32_vec(n), f32_vec(n))),
                     inv in any_f32(),
                     n_threads in 1usize..=9,
+                    at in (0usize..16, 0usize..16, 0usize..16),
                 ) {
-                    check_rms_norm($imp, &x, &w, inv, n_threads)?;
+                    check_rms_norm($imp, &x, &w, inv, n_threads, at)?;
                 }
 
                 #[test]

@@ -91,3 +91,33 @@ pub fn handle(imp: Impl) -> Option<Kernels> {
         }
     }
 }
+
+/// A copy of a slice in a buffer where it starts `offset % 16` elements past a 64-byte
+/// boundary: the vector paths align their stores to the output, so where the data sits
+/// decides how a row splits into head, body and tail.
+pub struct Placed {
+    buf: Vec<f32>,
+    start: usize,
+    len: usize,
+}
+
+impl Placed {
+    pub fn new(x: &[f32], offset: usize) -> Placed {
+        let mut buf = vec![0.0f32; x.len() + 32];
+        let start = offset % 16 + buf.as_ptr().align_offset(64).min(16) % 16;
+        buf[start..start + x.len()].copy_from_slice(x);
+        Placed {
+            buf,
+            start,
+            len: x.len(),
+        }
+    }
+
+    pub fn get(&self) -> &[f32] {
+        &self.buf[self.start..self.start + self.len]
+    }
+
+    pub fn get_mut(&mut self) -> &mut [f32] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+}

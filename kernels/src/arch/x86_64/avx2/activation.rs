@@ -7,6 +7,7 @@
 
 use core::arch::x86_64::*;
 
+use super::super::head_to_align;
 use crate::block::{BlockQ80, QK};
 use crate::math::{exp_poly, expf, EXP_POLY};
 
@@ -178,6 +179,10 @@ fn silu_impl(x: &mut [f32], n_poly: usize) {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn scale_slice(x: &mut [f32], s: f32) {
+    let (head, x) = x.split_at_mut(head_to_align(x.as_ptr(), 32, x.len()));
+    for v in head {
+        *v *= s;
+    }
     let vs = _mm256_set1_ps(s);
     let mut chunks = x.chunks_exact_mut(8);
     for c in &mut chunks {
@@ -196,6 +201,11 @@ fn scale_slice(x: &mut [f32], s: f32) {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn mul_impl(x: &mut [f32], m: &[f32]) {
+    let h = head_to_align(x.as_ptr(), 32, x.len().min(m.len()));
+    let ((xh, x), (mh, m)) = (x.split_at_mut(h), m.split_at(h));
+    for (v, &b) in xh.iter_mut().zip(mh) {
+        *v *= b;
+    }
     let mut xs = x.chunks_exact_mut(8);
     let mut ms = m.chunks_exact(8);
     for (c, d) in (&mut xs).zip(&mut ms) {
@@ -212,6 +222,11 @@ fn mul_impl(x: &mut [f32], m: &[f32]) {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn add_impl(out: &mut [f32], x: &[f32]) {
+    let h = head_to_align(out.as_ptr(), 32, out.len().min(x.len()));
+    let ((oh, out), (xh, x)) = (out.split_at_mut(h), x.split_at(h));
+    for (o, &a) in oh.iter_mut().zip(xh) {
+        *o += a;
+    }
     let mut os = out.chunks_exact_mut(8);
     let mut xs = x.chunks_exact(8);
     for (c, d) in (&mut os).zip(&mut xs) {

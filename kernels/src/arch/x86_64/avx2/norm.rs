@@ -2,6 +2,7 @@
 
 use core::arch::x86_64::*;
 
+use super::super::head_to_align;
 use super::activation::{hsum8, q80_8, q80_scale};
 use crate::block::{BlockQ80, QK};
 
@@ -67,6 +68,11 @@ fn inv_rms_impl(out: &mut [f32], x: &[f32], eps: f32) {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn rms_norm_impl(out: &mut [f32], x: &[f32], w: &[f32], inv: f32) {
+    let h = head_to_align(out.as_ptr(), 32, out.len().min(x.len()).min(w.len()));
+    let ((oh, out), (xh, x), (wh, w)) = (out.split_at_mut(h), x.split_at(h), w.split_at(h));
+    for ((o, &v), &wv) in oh.iter_mut().zip(xh).zip(wh) {
+        *o = (v * inv) * wv;
+    }
     let vi = _mm256_set1_ps(inv);
     let mut os = out.chunks_exact_mut(8);
     let mut xs = x.chunks_exact(8);

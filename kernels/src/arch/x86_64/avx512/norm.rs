@@ -8,6 +8,8 @@
 
 use core::arch::x86_64::*;
 
+use super::super::head_to_align;
+
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 fn rms_norm_impl(out: &mut [f32], x: &[f32], w: &[f32], inv: f32) {
     let n = out.len().min(x.len()).min(w.len());
@@ -25,7 +27,13 @@ fn rms_norm_impl(out: &mut [f32], x: &[f32], w: &[f32], inv: f32) {
         }
     };
     let tail_mask = |left: usize| ((1u32 << left.min(16)) - 1) as __mmask16;
-    let mut i = 0;
+    // A masked head up to the first 64-byte boundary of `out`: a store that crosses a cache
+    // line costs about twice as much, and buffers that come from one allocator usually share
+    // their offset, so `x` and `w` are aligned from there on too.
+    let mut i = head_to_align(op, 64, n);
+    if i > 0 {
+        one(0, tail_mask(i));
+    }
     while i + 64 <= n {
         // SAFETY: `i + 64 <= n`, inside all three slices.
         unsafe {
