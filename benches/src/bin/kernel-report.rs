@@ -625,33 +625,12 @@ impl Report {
         }
         v.push(t);
 
-        let f32_rows: Vec<&Row> = self
-            .rows
-            .iter()
-            .filter(|r| {
-                r.kernel == "matmul_f32"
-                    && r.imp == imp
-                    && r.threads == all
-                    && r.regime == Regime::Stream
-            })
-            .collect();
-        let worst = worst_of(&f32_rows, |r| Some(r.gbs() / self.bw.all_threads));
-        let paired = worst_of(&f32_rows, |r| self.pass_fraction(r));
+        let f32 = worst_fraction("matmul_f32");
         v.push(Target::at_least(
             format!("F32 matmul, {all} threads, stream ≥ 0.90 of read bandwidth on every shape"),
-            worst.as_ref().map(|w| w.0),
+            f32.as_ref().map(|w| w.0),
             0.90,
-            |x| {
-                let mut t = format!("worst {x:.2} ({})", worst.as_ref().map_or("", |w| w.1));
-                if let Some((f, shape)) = &paired {
-                    let _ = write!(
-                        t,
-                        " [against the probes beside each pass, not judged: worst {f:.2} \
-                         ({shape})]"
-                    );
-                }
-                t
-            },
+            |_| f32.as_ref().map_or(String::new(), |w| w.1.clone()),
         ));
 
         for (op, limit_us) in [
